@@ -1,0 +1,137 @@
+package gateway
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/callmesh/callmesh/messages"
+)
+
+// Config configures a gateway. DefaultConfig documents the defaults.
+type Config struct {
+	// Prefix names subjects and buckets (messages.NewNames).
+	Prefix string
+	// Auth verifies client tokens.
+	Auth AuthConfig
+	// ICEServers are handed to clients in welcome.
+	ICEServers []ICEServerConfig
+	// RingTimeout is advertised in welcome; the router enforces it.
+	RingTimeout time.Duration
+	// ResumeGrace is how long a dropped connection keeps its identity and
+	// calls before they end with disconnected.
+	ResumeGrace time.Duration
+	// Heartbeat is how often the gateway refreshes its presence key;
+	// HeartbeatTTL is how long the key outlives the last refresh (whole
+	// seconds).
+	Heartbeat    time.Duration
+	HeartbeatTTL time.Duration
+	// MaxMessageBytes bounds one WebSocket frame (larger: close 1009).
+	MaxMessageBytes int64
+	// MaxDataBytes bounds an envelope's data (larger: error too_large).
+	MaxDataBytes int
+	// SendQueue is the per-connection queue of outgoing frames; a client
+	// that lets it fill is closed with 4003.
+	SendQueue int
+	// WriteTimeout bounds one frame write.
+	WriteTimeout time.Duration
+	// PingInterval is how often the gateway pings each client to notice dead
+	// TCP connections.
+	PingInterval time.Duration
+	// RouterTimeout is the whole budget of one request to the routers,
+	// retries included; RouterAttempt bounds each try.
+	RouterTimeout time.Duration
+	RouterAttempt time.Duration
+	// OriginPatterns lists the browser origins (host patterns, as in
+	// coder/websocket AcceptOptions) allowed besides the gateway's own.
+	OriginPatterns []string
+	// DevTokens, when set, serves GET /dev/token?user=NAME minting tokens
+	// with it. For `callmesh dev` only: anyone can become anyone.
+	DevTokens *MintConfig
+	// DevTokenTTL is the lifetime of a dev token.
+	DevTokenTTL time.Duration
+	// Replicas is the replica count of the presence bucket if the gateway
+	// creates it.
+	Replicas int
+	// Logger receives the gateway's logs (slog.Default() when nil).
+	Logger *slog.Logger
+	// Metrics registers the gateway's metrics and is served at /metrics
+	// when it is also a prometheus.Gatherer (none when nil).
+	Metrics prometheus.Registerer
+}
+
+// ICEServerConfig is one ICE server. With Secret set (TURN REST API, as in
+// coturn's use-auth-secret), each client gets its own time-limited
+// username and credential instead of Username/Credential.
+type ICEServerConfig struct {
+	URLs       []string      `koanf:"urls" json:"urls"`
+	Username   string        `koanf:"username" json:"username,omitempty"`
+	Credential string        `koanf:"credential" json:"credential,omitempty"`
+	Secret     string        `koanf:"secret" json:"secret,omitempty"`
+	TTL        time.Duration `koanf:"ttl" json:"ttl,omitempty"`
+}
+
+// DefaultConfig returns the defaults: HS256 auth (a secret must still be
+// set), Google's public STUN server, 30 s ring timeout, 10 s resume grace,
+// 1 s heartbeat with 3 s TTL, 64 KiB frames, 32 KiB data, 256 queued
+// frames, 5 s write timeout, 25 s pings, 5 s router budget (1 s a try).
+func DefaultConfig() Config {
+	return Config{
+		Prefix:          messages.DefaultPrefix,
+		Auth:            AuthConfig{Alg: "HS256"},
+		ICEServers:      []ICEServerConfig{{URLs: []string{"stun:stun.l.google.com:19302"}}},
+		RingTimeout:     30 * time.Second,
+		ResumeGrace:     10 * time.Second,
+		Heartbeat:       time.Second,
+		HeartbeatTTL:    3 * time.Second,
+		MaxMessageBytes: 64 << 10,
+		MaxDataBytes:    messages.DefaultMaxData,
+		SendQueue:       256,
+		WriteTimeout:    5 * time.Second,
+		PingInterval:    25 * time.Second,
+		RouterTimeout:   5 * time.Second,
+		RouterAttempt:   time.Second,
+		DevTokenTTL:     time.Hour,
+		Replicas:        1,
+	}
+}
+
+func (c *Config) validate() error {
+	var errs []error
+	positive := map[string]time.Duration{
+		"ring timeout": c.RingTimeout, "heartbeat": c.Heartbeat, "write timeout": c.WriteTimeout,
+		"ping interval": c.PingInterval, "router timeout": c.RouterTimeout, "router attempt": c.RouterAttempt,
+	}
+	for name, d := range positive {
+		if d <= 0 {
+			errs = append(errs, fmt.Errorf("%s must be positive", name))
+		}
+	}
+	if c.ResumeGrace < 0 {
+		errs = append(errs, errors.New("resume grace must not be negative"))
+	}
+	if c.HeartbeatTTL < time.Second || c.HeartbeatTTL <= c.Heartbeat {
+		errs = append(errs, errors.New("heartbeat TTL must be at least 1s and longer than the heartbeat"))
+	}
+	if c.MaxMessageBytes < 1024 {
+		errs = append(errs, errors.New("max message bytes must be at least 1024"))
+	}
+	if c.MaxDataBytes < 1 || int64(c.MaxDataBytes) > c.MaxMessageBytes {
+		errs = append(errs, errors.New("max data bytes must be positive and at most max message bytes"))
+	}
+	if c.SendQueue < 8 {
+		errs = append(errs, errors.New("send queue must be at least 8"))
+	}
+	for i, s := range c.ICEServers {
+		if len(s.URLs) == 0 {
+			errs = append(errs, fmt.Errorf("ice server %d has no urls", i))
+		}
+	}
+	if c.Replicas < 1 || c.Replicas > 5 {
+		errs = append(errs, errors.New("replicas must be 1 to 5"))
+	}
+	return errors.Join(errs...)
+}

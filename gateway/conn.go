@@ -1,0 +1,273 @@
+package gateway
+
+import (
+	"context"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coder/websocket"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/callmesh/callmesh/messages"
+)
+
+// conn is one client connection. The reader goroutine (run's caller, the
+// HTTP handler) handles client messages in order; the writer goroutine
+// drains send. Anything may enqueue; nothing blocks on a slow client.
+type conn struct {
+	s      *Server
+	id     string
+	user   string
+	resume string
+	ws     *websocket.Conn
+	send   chan []byte // bounded; a full queue closes the client with 4003
+
+	ctx    context.Context // done when the connection ends
+	cancel context.CancelFunc
+
+	bye       atomic.Bool // the client said bye: no resume grace
+	detached  atomic.Bool // the socket is gone; deliveries are dropped
+	closeOnce sync.Once
+
+	mu     sync.Mutex
+	calls  map[string]*callView // this connection's live calls; guarded by mu
+	expiry *time.Timer          // closes the connection when its token expires; guarded by mu
+}
+
+// callView is what a connection knows of one of its calls: enough to relay
+// signal without asking the router. The router stays the authority: it
+// creates bindings (accepted) and removes them (ended).
+type callView struct {
+	role     string // "caller" or "callee"
+	state    string // "ringing" or "accepted"
+	peer     string // the other party's user id
+	peerConn string // the other party's connection, once accepted
+}
+
+func newConn(s *Server, ws *websocket.Conn, claims Claims) *conn {
+	c := &conn{
+		s: s, id: messages.NewID(), user: claims.Subject, resume: messages.NewID(), ws: ws,
+		send: make(chan []byte, s.cfg.SendQueue), calls: map[string]*callView{},
+	}
+	c.ctx, c.cancel = context.WithCancel(s.bg)
+	c.setExpiry(claims.Expires)
+	return c
+}
+
+// run registers the connection, welcomes it and serves it until it ends.
+func (c *conn) run() {
+	defer c.cancel()
+	log := c.s.log.With("conn", c.id)
+	if err := c.s.subscribe(c); err != nil {
+		log.Error("subscribe", "err", err)
+		c.closeWith(messages.CloseInternal, "unavailable")
+		return
+	}
+	if err := c.s.presence.Register(c.ctx, c.user, c.id, c.s.id); err != nil {
+		log.Error("register", "err", err)
+		c.s.unsubscribe(c)
+		c.closeWith(messages.CloseInternal, "unavailable")
+		return
+	}
+	// A call already ringing for this user rings this device too.
+	attach, err := c.s.request(c.ctx, &messages.Request{Op: messages.OpAttach, User: c.user, Conn: c.id, Gateway: c.s.id})
+	if err != nil {
+		log.Warn("attach", "err", err)
+	}
+	if err := c.write(c.welcome()); err != nil {
+		c.s.left(c)
+		return
+	}
+	c.s.metrics.connections.Inc()
+	defer c.s.metrics.connections.Dec()
+	for _, env := range attach.Then {
+		c.deliver(env, messages.Encode(env), nil)
+	}
+
+	g, ctx := errgroup.WithContext(c.ctx)
+	g.Go(func() error { return c.writeLoop(ctx) })
+	g.Go(func() error {
+		defer c.cancel() // the reader's exit ends the writer
+		return c.readLoop(ctx)
+	})
+	_ = g.Wait()
+	c.stopExpiry()
+	c.s.left(c)
+}
+
+func (c *conn) welcome() []byte {
+	w := messages.Welcome{
+		User: c.user, Conn: c.id, Resume: c.resume,
+		ResumeGraceMS: c.s.cfg.ResumeGrace.Milliseconds(), RingTimeoutMS: c.s.cfg.RingTimeout.Milliseconds(),
+		ICEServers: iceServers(c.s.cfg.ICEServers, c.user, time.Now()), Calls: []messages.CallInfo{},
+	}
+	return messages.Encode(&messages.Envelope{Type: messages.TypeWelcome, Data: mustJSON(w)})
+}
+
+func (c *conn) readLoop(ctx context.Context) error {
+	for {
+		typ, frame, err := c.ws.Read(ctx)
+		if err != nil {
+			return err
+		}
+		if typ != websocket.MessageText {
+			c.replyError("", messages.CodeBadRequest, "frames must be JSON text")
+			continue
+		}
+		env, err := messages.Decode(frame, c.s.cfg.MaxDataBytes)
+		if err != nil {
+			de := err.(*messages.DecodeError)
+			c.replyError(de.ID, de.Code, de.Message)
+			continue
+		}
+		c.s.metrics.received.WithLabelValues(env.Type).Inc()
+		if env.Type == messages.TypeBye {
+			c.bye.Store(true)
+			c.closeWith(messages.CloseNormal, "bye")
+			return nil
+		}
+		c.handle(ctx, env)
+	}
+}
+
+func (c *conn) writeLoop(ctx context.Context) error {
+	ping := time.NewTicker(c.s.cfg.PingInterval)
+	defer ping.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case frame := <-c.send:
+			if err := c.write(frame); err != nil {
+				return err
+			}
+		case <-ping.C:
+			// Ping waits for the pong; it must not hold up writes.
+			go func() {
+				pctx, cancel := context.WithTimeout(ctx, c.s.cfg.PingInterval)
+				defer cancel()
+				if err := c.ws.Ping(pctx); err != nil && ctx.Err() == nil {
+					c.closeWith(messages.ClosePolicy, "no pong")
+				}
+			}()
+		}
+	}
+}
+
+func (c *conn) write(frame []byte) error {
+	ctx, cancel := context.WithTimeout(c.ctx, c.s.cfg.WriteTimeout)
+	defer cancel()
+	return c.ws.Write(ctx, websocket.MessageText, frame)
+}
+
+// deliver updates the connection's view of its calls and queues frame (the
+// encoding of env). A duplicate incoming (the same call rung twice, by
+// attach and by the invite) is dropped.
+func (c *conn) deliver(env *messages.Envelope, frame []byte, bind *messages.Binding) {
+	if c.detached.Load() {
+		return
+	}
+	c.mu.Lock()
+	switch env.Type {
+	case messages.TypeIncoming:
+		if _, dup := c.calls[env.Call]; dup {
+			c.mu.Unlock()
+			return
+		}
+		c.calls[env.Call] = &callView{role: "callee", state: "ringing", peer: env.From}
+	case messages.TypeAccepted:
+		if bind != nil {
+			role := "caller"
+			if env.From == c.user {
+				role = "callee"
+			}
+			c.calls[env.Call] = &callView{role: role, state: "accepted", peer: bind.PeerUser, peerConn: bind.PeerConn}
+		}
+	case messages.TypeEnded:
+		delete(c.calls, env.Call)
+	}
+	c.mu.Unlock()
+	c.enqueue(frame)
+}
+
+// enqueue queues frame without blocking; a client whose queue is full is
+// too slow to keep up and is closed (signaling is never silently dropped).
+func (c *conn) enqueue(frame []byte) {
+	select {
+	case c.send <- frame:
+	default:
+		go c.closeWith(messages.CloseTooSlow, "too slow: send queue overflow")
+	}
+}
+
+func (c *conn) send1(env *messages.Envelope) { c.enqueue(messages.Encode(env)) }
+
+func (c *conn) replyError(id, code, message string) {
+	c.s.metrics.refused.WithLabelValues(code).Inc()
+	c.send1(messages.Error(id, code, message))
+}
+
+// closeWith closes the connection with a close code, once.
+func (c *conn) closeWith(code websocket.StatusCode, reason string) {
+	c.closeOnce.Do(func() {
+		c.s.metrics.closed.WithLabelValues(strconv.Itoa(int(code))).Inc()
+		_ = c.ws.Close(code, reason)
+		c.cancel()
+	})
+}
+
+// shutdown closes the connection because the gateway is going away.
+func (c *conn) shutdown() { c.closeWith(messages.CloseGoingAway, "server shutting down") }
+
+// setExpiry (re)arms the close at the token's expiry.
+func (c *conn) setExpiry(at time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.expiry != nil {
+		c.expiry.Stop()
+	}
+	c.expiry = time.AfterFunc(time.Until(at), func() { c.closeWith(messages.CloseTokenExpired, "token expired") })
+}
+
+func (c *conn) stopExpiry() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.expiry.Stop()
+}
+
+// left handles the end of c's socket: with bye at once, otherwise after the
+// resume grace, its calls end and it leaves presence. On shutdown nothing is
+// ended here: the routers evict the gateway's connections after the grace.
+func (s *Server) left(c *conn) {
+	c.detached.Store(true)
+	s.mu.Lock()
+	draining := s.draining
+	s.mu.Unlock()
+	switch {
+	case draining:
+		s.unsubscribe(c)
+	case c.bye.Load() || s.cfg.ResumeGrace == 0:
+		s.finish(c)
+	default:
+		time.AfterFunc(s.cfg.ResumeGrace, func() { s.finish(c) })
+	}
+}
+
+// finish removes c from presence and tells the routers it is gone.
+func (s *Server) finish(c *conn) {
+	s.mu.Lock()
+	draining := s.draining
+	s.mu.Unlock()
+	if !draining {
+		if _, err := s.presence.Unregister(s.bg, c.user, c.id, s.id); err != nil {
+			s.log.Warn("unregister", "conn", c.id, "err", err)
+		}
+		req := &messages.Request{Op: messages.OpLeave, User: c.user, Conn: c.id, Gateway: s.id, Bye: c.bye.Load()}
+		if _, err := s.request(s.bg, req); err != nil {
+			s.log.Warn("leave", "conn", c.id, "err", err)
+		}
+	}
+	s.unsubscribe(c)
+}

@@ -1,0 +1,119 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+
+	"github.com/callmesh/callmesh/messages"
+)
+
+// handle serves one decoded client message on the reader goroutine, so a
+// connection's requests are answered in the order they were sent.
+func (c *conn) handle(ctx context.Context, env *messages.Envelope) {
+	switch env.Type {
+	case messages.TypePing:
+		c.send1(&messages.Envelope{Type: messages.TypePong, ID: env.ID})
+	case messages.TypeSignal:
+		c.relay(env)
+	case messages.TypeRefresh:
+		c.refresh(env)
+	case messages.TypeInvite:
+		if env.To == c.user {
+			c.replyError(env.ID, messages.CodeBadRequest, "cannot invite yourself")
+			return
+		}
+		call := messages.NewID()
+		c.ask(ctx, env, &messages.Request{Op: messages.OpInvite, Call: call, To: env.To, Data: env.Data}, func() {
+			c.mu.Lock()
+			c.calls[call] = &callView{role: "caller", state: "ringing", peer: env.To}
+			c.mu.Unlock()
+		})
+	case messages.TypeAccept:
+		c.ask(ctx, env, &messages.Request{Op: messages.OpAccept, Call: env.Call}, nil)
+	case messages.TypeReject, messages.TypeHangup:
+		op := messages.OpReject
+		if env.Type == messages.TypeHangup {
+			op = messages.OpHangup
+		}
+		c.ask(ctx, env, &messages.Request{Op: op, Call: env.Call}, func() {
+			c.mu.Lock()
+			delete(c.calls, env.Call)
+			c.mu.Unlock()
+		})
+	}
+}
+
+// ask forwards a request to the routers. On success it runs ok, acks the
+// client and then sends the reply's follow-up messages in order (ringing or
+// ended after an invite, accepted after an accept).
+func (c *conn) ask(ctx context.Context, env *messages.Envelope, req *messages.Request, ok func()) {
+	req.User, req.Conn, req.Gateway = c.user, c.id, c.s.id
+	reply, err := c.s.request(ctx, req)
+	if err != nil {
+		c.replyError(env.ID, messages.CodeUnavailable, "the call service is unavailable; retry")
+		return
+	}
+	if reply.Code != "" {
+		c.replyError(env.ID, reply.Code, reply.Message)
+		return
+	}
+	if ok != nil {
+		ok()
+	}
+	c.send1(messages.Ack(env.ID, reply.Call))
+	for _, then := range reply.Then {
+		c.deliver(then, messages.Encode(then), reply.Bind)
+	}
+}
+
+// relay publishes a signal to the other party's bound connection. Only the
+// two connections of an accepted call are bound; the binding came from the
+// router, so no KV read is on this path.
+func (c *conn) relay(env *messages.Envelope) {
+	c.mu.Lock()
+	view := c.calls[env.Call]
+	c.mu.Unlock()
+	switch {
+	case view == nil:
+		c.replyError(env.ID, messages.CodeForbidden, "this connection is not in that call")
+		return
+	case view.state != "accepted":
+		c.replyError(env.ID, messages.CodeInvalidState, "signal is relayed only once the call is accepted")
+		return
+	}
+	d := messages.Delivery{Conn: view.peerConn, Env: messages.Envelope{
+		Type: messages.TypeSignal, Call: env.Call, From: c.user, Data: env.Data,
+	}}
+	if err := c.s.nc.Publish(c.s.names.UserSubject(view.peer), mustJSON(d)); err != nil {
+		c.replyError(env.ID, messages.CodeUnavailable, "relay failed; retry")
+		return
+	}
+	c.s.metrics.relayed.Inc()
+	if env.ID != "" {
+		c.send1(messages.Ack(env.ID, env.Call))
+	}
+}
+
+// refresh replaces the session's token with a fresh one of the same user.
+func (c *conn) refresh(env *messages.Envelope) {
+	var r messages.RefreshData
+	_ = json.Unmarshal(env.Data, &r) // Decode checked it
+	claims, err := c.s.verifier.Verify(r.Token)
+	switch {
+	case err != nil:
+		c.replyError(env.ID, messages.CodeForbidden, "token refused: "+err.Error())
+	case claims.Subject != c.user:
+		c.replyError(env.ID, messages.CodeForbidden, "the new token is for another user")
+	default:
+		c.setExpiry(claims.Expires)
+		c.send1(messages.Ack(env.ID, ""))
+	}
+}
+
+func mustJSON(v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic("gateway: marshal: " + err.Error())
+	}
+	return b
+}

@@ -1,0 +1,44 @@
+package gateway
+
+import "github.com/prometheus/client_golang/prometheus"
+
+type metrics struct {
+	connections   prometheus.Gauge
+	received      *prometheus.CounterVec // type
+	refused       *prometheus.CounterVec // code
+	closed        *prometheus.CounterVec // close code
+	relayed       prometheus.Counter
+	routerLatency *prometheus.HistogramVec // op
+	dropped       prometheus.Counter
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		connections: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "callmesh_gateway_connections", Help: "Open client connections.",
+		}),
+		received: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "callmesh_gateway_messages_received_total", Help: "Client messages accepted by the decoder, by type.",
+		}, []string{"type"}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "callmesh_gateway_errors_sent_total", Help: "Error replies sent to clients, by code.",
+		}, []string{"code"}),
+		closed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "callmesh_gateway_closes_total", Help: "Connections closed by the gateway, by close code.",
+		}, []string{"code"}),
+		relayed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "callmesh_gateway_signals_relayed_total", Help: "Signal messages published to the other party.",
+		}),
+		routerLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "callmesh_gateway_router_request_seconds", Help: "Round trip of requests to the routers, retries included.",
+			Buckets: []float64{.0005, .001, .002, .005, .01, .025, .05, .1, .25, 1, 5},
+		}, []string{"op"}),
+		dropped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "callmesh_gateway_nats_dropped_total", Help: "Deliveries NATS dropped because the gateway fell behind (slow consumer).",
+		}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.connections, m.received, m.refused, m.closed, m.relayed, m.routerLatency, m.dropped)
+	}
+	return m
+}

@@ -1,0 +1,297 @@
+// Package gateway is callmesh's WebSocket front door. A gateway holds client
+// connections, verifies their tokens, subscribes to the NATS subject of
+// every user it holds a connection of, forwards requests to the routers and
+// relays signal between the two connections of an accepted call. It keeps no
+// state that another gateway would need: presence and calls live in
+// JetStream KV.
+//
+// Lock ordering: Server.mu before conn.mu; never the reverse.
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/callmesh/callmesh/messages"
+	"github.com/callmesh/callmesh/presence"
+)
+
+// deliveryBuffer is how many deliveries may wait for the dispatcher before
+// NATS drops them as a slow consumer (counted in metrics).
+const deliveryBuffer = 1 << 16
+
+// Server is one gateway. Create it with New; serve Handler; stop with
+// Shutdown. It does not listen: the caller owns the listener.
+type Server struct {
+	cfg      Config
+	id       string
+	nc       *nats.Conn
+	names    messages.Names
+	log      *slog.Logger
+	metrics  *metrics
+	verifier *Verifier
+	presence *presence.Registry
+	hb       *presence.Heartbeat
+	mux      *http.ServeMux
+
+	bg         context.Context // cancelled by Shutdown
+	cancel     context.CancelFunc
+	deliveries chan *nats.Msg
+	wg         sync.WaitGroup
+
+	mu       sync.Mutex
+	users    map[string]*userSubs // subject → subscription and local conns; guarded by mu
+	conns    map[string]*conn     // conn id → conn, attached or in grace; guarded by mu
+	draining bool                 // guarded by mu
+}
+
+// userSubs is the NATS subscription of one user and the user's connections
+// on this gateway.
+type userSubs struct {
+	sub   *nats.Subscription
+	ready chan struct{} // closed once the subscription reached the server
+	err   error         // set before ready is closed
+	conns map[string]*conn
+}
+
+// New validates cfg, opens the presence bucket, starts the heartbeat and the
+// dispatcher, and returns a gateway using nc. nc should be the gateway's own
+// connection: New installs its asynchronous error handler.
+func New(ctx context.Context, cfg Config, nc *nats.Conn) (*Server, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, fmt.Errorf("gateway: config: %w", err)
+	}
+	names, err := messages.NewNames(cfg.Prefix)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	verifier, err := NewVerifier(ctx, cfg.Auth)
+	if err != nil {
+		return nil, fmt.Errorf("gateway: auth: %w", err)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, fmt.Errorf("gateway: jetstream: %w", err)
+	}
+	reg, err := presence.Open(ctx, js, names, cfg.Replicas)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{
+		cfg: cfg, id: messages.NewID(), nc: nc, names: names, metrics: newMetrics(cfg.Metrics),
+		verifier: verifier, presence: reg, deliveries: make(chan *nats.Msg, deliveryBuffer),
+		users: map[string]*userSubs{}, conns: map[string]*conn{},
+	}
+	s.log = cfg.Logger.With("component", "gateway", "gateway", s.id)
+	nc.SetErrorHandler(s.countDrops)
+	if s.hb, err = reg.StartHeartbeat(ctx, s.id, cfg.Heartbeat, cfg.HeartbeatTTL, s.log); err != nil {
+		return nil, err
+	}
+	s.bg, s.cancel = context.WithCancel(context.Background())
+	s.goRun(func() { s.hb.Run(s.bg, s.reregister) })
+	s.goRun(s.dispatch)
+
+	s.mux = http.NewServeMux()
+	s.mux.HandleFunc("GET /ws", s.serveWS)
+	s.mux.HandleFunc("GET /healthz", s.serveHealth)
+	if g, ok := cfg.Metrics.(prometheus.Gatherer); ok {
+		s.mux.Handle("GET /metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{}))
+	}
+	if cfg.DevTokens != nil {
+		s.mux.HandleFunc("GET /dev/token", s.serveDevToken)
+	}
+	s.log.Info("gateway started")
+	return s, nil
+}
+
+// ID returns the gateway's id, as recorded in presence.
+func (s *Server) ID() string { return s.id }
+
+// Handler returns the gateway's HTTP handler: /ws, /healthz, and /metrics
+// and /dev/token where configured.
+func (s *Server) Handler() http.Handler { return s.mux }
+
+// Mux returns the gateway's mux, so a caller can add pages (the demo).
+func (s *Server) Mux() *http.ServeMux { return s.mux }
+
+func (s *Server) goRun(f func()) {
+	s.wg.Add(1)
+	go func() { defer s.wg.Done(); f() }()
+}
+
+func (s *Server) serveHealth(w http.ResponseWriter, _ *http.Request) {
+	s.mu.Lock()
+	draining := s.draining
+	s.mu.Unlock()
+	if draining || !s.nc.IsConnected() {
+		http.Error(w, "unavailable", http.StatusServiceUnavailable)
+		return
+	}
+	_, _ = w.Write([]byte("ok\n"))
+}
+
+// subscribe ensures this gateway receives user's deliveries and adds c as
+// one of the user's local connections. It returns once the subscription has
+// reached the NATS server, so that c may then be registered in presence.
+func (s *Server) subscribe(c *conn) error {
+	subject := s.names.UserSubject(c.user)
+	s.mu.Lock()
+	u := s.users[subject]
+	if u == nil {
+		u = &userSubs{ready: make(chan struct{}), conns: map[string]*conn{}}
+		s.users[subject] = u
+		u.sub, u.err = s.nc.ChanSubscribe(subject, s.deliveries)
+		if u.err == nil {
+			s.mu.Unlock()
+			u.err = s.nc.FlushTimeout(s.cfg.RouterAttempt)
+			s.mu.Lock()
+		}
+		close(u.ready)
+	}
+	u.conns[c.id] = c
+	s.conns[c.id] = c
+	s.mu.Unlock()
+	<-u.ready
+	if u.err != nil {
+		s.unsubscribe(c)
+		return fmt.Errorf("gateway: subscribe: %w", u.err)
+	}
+	return nil
+}
+
+// unsubscribe forgets c and drops the user's subscription with its last
+// local connection.
+func (s *Server) unsubscribe(c *conn) {
+	subject := s.names.UserSubject(c.user)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.conns, c.id)
+	u := s.users[subject]
+	if u == nil || u.conns[c.id] != c {
+		return
+	}
+	delete(u.conns, c.id)
+	if len(u.conns) == 0 {
+		delete(s.users, subject)
+		if u.sub != nil {
+			_ = u.sub.Unsubscribe()
+		}
+	}
+}
+
+// dispatch delivers what arrives on the users' subjects to their local
+// connections. One goroutine keeps each user's deliveries in order; it never
+// blocks on a client (enqueue does not block).
+func (s *Server) dispatch() {
+	var targets []*conn
+	for {
+		var m *nats.Msg
+		select {
+		case <-s.bg.Done():
+			return
+		case m = <-s.deliveries:
+		}
+		var d messages.Delivery
+		if err := json.Unmarshal(m.Data, &d); err != nil {
+			s.log.Warn("undecodable delivery", "err", err)
+			continue
+		}
+		targets = targets[:0]
+		s.mu.Lock()
+		if u := s.users[m.Subject]; u != nil {
+			for id, c := range u.conns {
+				if (d.Conn == "" || d.Conn == id) && d.Except != id {
+					targets = append(targets, c)
+				}
+			}
+		}
+		s.mu.Unlock()
+		if len(targets) == 0 {
+			continue
+		}
+		frame := messages.Encode(&d.Env)
+		for _, c := range targets {
+			c.deliver(&d.Env, frame, d.Bind)
+		}
+	}
+}
+
+// reregister puts every attached connection back into presence after the
+// gateway's heartbeat key had expired (monitors may have evicted them).
+func (s *Server) reregister() {
+	s.mu.Lock()
+	conns := make([]*conn, 0, len(s.conns))
+	for _, c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+	for _, c := range conns {
+		if err := s.presence.Register(s.bg, c.user, c.id, s.id); err != nil {
+			s.log.Warn("re-register", "conn", c.id, "err", err)
+		}
+	}
+}
+
+// Shutdown stops accepting connections, closes every client with 1001
+// (going away) and retires the gateway from presence, so routers end the
+// calls of clients that do not resume elsewhere within the grace period.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	if s.draining {
+		s.mu.Unlock()
+		return errors.New("gateway: already shut down")
+	}
+	s.draining = true
+	conns := make([]*conn, 0, len(s.conns))
+	for _, c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+
+	var closing sync.WaitGroup
+	for _, c := range conns {
+		closing.Add(1)
+		go func() { defer closing.Done(); c.shutdown() }()
+	}
+	closing.Wait()
+	s.cancel()
+	err := s.hb.Retire(ctx)
+	s.mu.Lock()
+	for subject, u := range s.users {
+		_ = u.sub.Unsubscribe()
+		delete(s.users, subject)
+	}
+	s.mu.Unlock()
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	s.log.Info("gateway stopped", "connections", len(conns))
+	return err
+}
+
+// countDrops counts deliveries NATS dropped because the dispatcher fell
+// behind (slow consumer) and logs other asynchronous NATS errors.
+func (s *Server) countDrops(_ *nats.Conn, _ *nats.Subscription, err error) {
+	if errors.Is(err, nats.ErrSlowConsumer) {
+		s.metrics.dropped.Inc()
+		return
+	}
+	s.log.Warn("nats async error", "err", err)
+}

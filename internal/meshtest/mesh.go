@@ -1,0 +1,217 @@
+// Package meshtest runs a whole callmesh mesh inside a test: an embedded
+// NATS server with JetStream, gateways on real loopback listeners, routers,
+// and real WebSocket clients. Nothing is mocked.
+package meshtest
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+
+	"github.com/callmesh/callmesh/gateway"
+	"github.com/callmesh/callmesh/internal/embednats"
+	"github.com/callmesh/callmesh/messages"
+	"github.com/callmesh/callmesh/router"
+)
+
+// Secret is the HS256 secret of every mesh's tokens.
+const Secret = "meshtest-secret-meshtest-secret-0123456789"
+
+// Options shapes a mesh; zero fields take test-friendly defaults.
+type Options struct {
+	Gateways    int           // default 2
+	Routers     int           // default 2
+	RingTimeout time.Duration // default 30s
+	ResumeGrace time.Duration // default 300ms
+	// Gateway and Router, when set, adjust each component's config.
+	Gateway func(*gateway.Config)
+	Router  func(*router.Config)
+}
+
+// Mesh is a running mesh.
+type Mesh struct {
+	t        testing.TB
+	opts     Options
+	NATS     *server.Server
+	Gateways []*Gateway
+	Routers  []*router.Router
+	nc       *nats.Conn // the test's own connection
+	names    messages.Names
+}
+
+// Gateway is one running gateway and its listener.
+type Gateway struct {
+	Server *gateway.Server
+	HTTP   *httptest.Server
+	NC     *nats.Conn
+	// URL is the WebSocket URL of /ws.
+	URL string
+}
+
+// Start runs a mesh for the duration of t.
+func Start(t testing.TB, opts Options) *Mesh {
+	t.Helper()
+	if opts.Gateways == 0 {
+		opts.Gateways = 2
+	}
+	if opts.Routers == 0 {
+		opts.Routers = 2
+	}
+	if opts.RingTimeout == 0 {
+		opts.RingTimeout = 30 * time.Second
+	}
+	if opts.ResumeGrace == 0 {
+		opts.ResumeGrace = 300 * time.Millisecond
+	}
+	srv, err := embednats.Start(embednats.Options{Port: -1, StoreDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	names, _ := messages.NewNames(messages.DefaultPrefix)
+	m := &Mesh{t: t, opts: opts, NATS: srv, names: names}
+	t.Cleanup(srv.Shutdown)
+	m.nc = m.Connect("test")
+	for range opts.Routers {
+		m.AddRouter()
+	}
+	for range opts.Gateways {
+		m.AddGateway()
+	}
+	return m
+}
+
+// Connect opens a NATS connection to the mesh's server, closed with the test.
+func (m *Mesh) Connect(name string) *nats.Conn {
+	m.t.Helper()
+	nc, err := nats.Connect(m.NATS.ClientURL(), nats.Name(name))
+	if err != nil {
+		m.t.Fatal(err)
+	}
+	m.t.Cleanup(nc.Close)
+	return nc
+}
+
+// quietLogger discards logs unless CALLMESH_TEST_LOG is set.
+func quietLogger() *slog.Logger {
+	if os.Getenv("CALLMESH_TEST_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
+
+// AddRouter starts one more router.
+func (m *Mesh) AddRouter() *router.Router {
+	m.t.Helper()
+	cfg := router.DefaultConfig()
+	cfg.RingTimeout = m.opts.RingTimeout
+	cfg.ResumeGrace = m.opts.ResumeGrace
+	cfg.Resync = 2 * time.Second
+	cfg.Logger = quietLogger()
+	if m.opts.Router != nil {
+		m.opts.Router(&cfg)
+	}
+	r, err := router.New(cfg, m.Connect("router"))
+	if err != nil {
+		m.t.Fatal(err)
+	}
+	if err := r.Start(context.Background()); err != nil {
+		m.t.Fatal(err)
+	}
+	m.t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = r.Shutdown(ctx)
+	})
+	m.Routers = append(m.Routers, r)
+	return r
+}
+
+// GatewayConfig returns the config AddGateway uses.
+func (m *Mesh) GatewayConfig() gateway.Config {
+	cfg := gateway.DefaultConfig()
+	cfg.Auth = gateway.AuthConfig{Alg: "HS256", Secret: Secret}
+	cfg.RingTimeout = m.opts.RingTimeout
+	cfg.ResumeGrace = m.opts.ResumeGrace
+	cfg.Heartbeat = 200 * time.Millisecond
+	cfg.HeartbeatTTL = time.Second
+	cfg.Logger = quietLogger()
+	if m.opts.Gateway != nil {
+		m.opts.Gateway(&cfg)
+	}
+	return cfg
+}
+
+// AddGateway starts one more gateway on a loopback listener.
+func (m *Mesh) AddGateway() *Gateway {
+	m.t.Helper()
+	nc := m.Connect("gateway")
+	gw, err := gateway.New(context.Background(), m.GatewayConfig(), nc)
+	if err != nil {
+		m.t.Fatal(err)
+	}
+	hs := httptest.NewServer(gw.Handler())
+	g := &Gateway{Server: gw, HTTP: hs, NC: nc, URL: "ws" + strings.TrimPrefix(hs.URL, "http") + "/ws"}
+	var once sync.Once
+	m.t.Cleanup(func() { once.Do(func() { g.shutdown() }) })
+	m.Gateways = append(m.Gateways, g)
+	return g
+}
+
+func (g *Gateway) shutdown() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = g.Server.Shutdown(ctx)
+	g.HTTP.Close()
+}
+
+// Crash kills the gateway as a crash would: its NATS connection and its
+// client sockets drop at once, and it neither retires nor tells anyone.
+func (g *Gateway) Crash() {
+	g.NC.Close()
+	g.HTTP.CloseClientConnections()
+	g.HTTP.Close()
+}
+
+// Token mints a valid token for user.
+func (m *Mesh) Token(user string) string {
+	m.t.Helper()
+	tok, err := gateway.Mint(gateway.MintConfig{Alg: "HS256", Secret: Secret}, user, time.Hour)
+	if err != nil {
+		m.t.Fatal(err)
+	}
+	return tok
+}
+
+// Barrier proves that nothing else is on its way to client c: it publishes a
+// marker on c's user subject after everything the test has observed so far,
+// and waits until c receives it. Any frame that arrives first fails the test.
+// Sound on one NATS server, which keeps the order in which publishes reach it.
+func (m *Mesh) Barrier(c *Client) {
+	m.t.Helper()
+	id := "barrier-" + messages.NewID()
+	d := messages.Delivery{Conn: c.Conn, Env: messages.Envelope{Type: messages.TypePong, ID: id}}
+	b, _ := json.Marshal(d)
+	if err := m.nc.Publish(m.names.UserSubject(c.User), b); err != nil {
+		m.t.Fatal(err)
+	}
+	env := c.Next()
+	if env.Type != messages.TypePong || env.ID != id {
+		m.t.Fatalf("%s: expected nothing more, got %s", c, describe(env))
+	}
+}
+
+func describe(e *messages.Envelope) string {
+	b, _ := json.Marshal(e)
+	return fmt.Sprintf("%s", b)
+}

@@ -1,0 +1,116 @@
+package messages
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"unicode/utf8"
+)
+
+// Limits bound what Decode accepts.
+const (
+	// MaxIDLen is the longest client correlation id.
+	MaxIDLen = 64
+	// MaxUserIDLen is the longest user id in bytes.
+	MaxUserIDLen = 256
+	// MaxCallIDLen is the longest call id.
+	MaxCallIDLen = 64
+	// DefaultMaxData is the default bound on the size of data in bytes.
+	DefaultMaxData = 32 << 10
+)
+
+// DecodeError is a frame refused by Decode. It carries the wire error code
+// and the client's correlation id when one could be read.
+type DecodeError struct {
+	ID      string
+	Code    string
+	Message string
+}
+
+func (e *DecodeError) Error() string { return "messages: " + e.Code + ": " + e.Message }
+
+func refuse(id, code, format string, args ...any) *DecodeError {
+	return &DecodeError{ID: id, Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// Decode parses and validates one client frame. maxData bounds the size of
+// the data field (DefaultMaxData when ≤ 0). A refused frame yields a
+// *DecodeError. Server-only fields (from, reason, code, message) are cleared:
+// a client cannot set them.
+func Decode(frame []byte, maxData int) (*Envelope, error) {
+	if maxData <= 0 {
+		maxData = DefaultMaxData
+	}
+	var e Envelope
+	if err := json.Unmarshal(frame, &e); err != nil {
+		return nil, refuse("", CodeBadRequest, "frame is not a JSON object: %v", err)
+	}
+	if len(e.ID) > MaxIDLen || !utf8.ValidString(e.ID) {
+		return nil, refuse("", CodeBadRequest, "id must be valid UTF-8 of at most %d bytes", MaxIDLen)
+	}
+	e.From, e.Reason, e.Code, e.Message = "", "", "", ""
+	if e.Type == "" {
+		return nil, refuse(e.ID, CodeBadRequest, "type is required")
+	}
+	if !clientTypes[e.Type] {
+		return nil, refuse(e.ID, CodeUnknownType, "unknown message type %.64q", e.Type)
+	}
+	if len(e.Data) > maxData {
+		return nil, refuse(e.ID, CodeTooLarge, "data is %d bytes, the limit is %d", len(e.Data), maxData)
+	}
+	if bytes.Equal(e.Data, []byte("null")) {
+		e.Data = nil
+	}
+	switch e.Type {
+	case TypeInvite:
+		if err := ValidUserID(e.To); err != nil {
+			return nil, refuse(e.ID, CodeBadRequest, "to: %v", err)
+		}
+	case TypeAccept, TypeReject, TypeHangup:
+		if !ValidCallID(e.Call) {
+			return nil, refuse(e.ID, CodeBadRequest, "call must be a call id")
+		}
+	case TypeSignal:
+		if !ValidCallID(e.Call) {
+			return nil, refuse(e.ID, CodeBadRequest, "call must be a call id")
+		}
+		if len(e.Data) == 0 {
+			return nil, refuse(e.ID, CodeBadRequest, "signal needs data")
+		}
+	case TypeRefresh:
+		var r RefreshData
+		if err := json.Unmarshal(e.Data, &r); err != nil || r.Token == "" {
+			return nil, refuse(e.ID, CodeBadRequest, `refresh needs data {"token": JWT}`)
+		}
+	}
+	return &e, nil
+}
+
+// ValidUserID reports why id is not a legal user id: 1–256 bytes of UTF-8.
+func ValidUserID(id string) error {
+	switch {
+	case id == "":
+		return fmt.Errorf("user id is empty")
+	case len(id) > MaxUserIDLen:
+		return fmt.Errorf("user id is %d bytes, the limit is %d", len(id), MaxUserIDLen)
+	case !utf8.ValidString(id):
+		return fmt.Errorf("user id is not valid UTF-8")
+	}
+	return nil
+}
+
+// ValidCallID reports whether id has the shape of a call id: 1–64 characters
+// of the base64url alphabet. Anything else cannot name a call and must never
+// reach a KV key.
+func ValidCallID(id string) bool {
+	if id == "" || len(id) > MaxCallIDLen {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
+}

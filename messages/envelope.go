@@ -1,0 +1,82 @@
+package messages
+
+import (
+	"encoding/json"
+)
+
+// Envelope is one frame of the client protocol. Every field but Type is
+// optional; which fields a type uses is listed in PROTOCOL.md.
+type Envelope struct {
+	Type    string          `json:"type"`
+	ID      string          `json:"id,omitempty"`
+	Call    string          `json:"call,omitempty"`
+	To      string          `json:"to,omitempty"`
+	From    string          `json:"from,omitempty"`
+	Reason  string          `json:"reason,omitempty"`
+	Code    string          `json:"code,omitempty"`
+	Message string          `json:"message,omitempty"`
+	Data    json.RawMessage `json:"data,omitempty"`
+}
+
+// Encode returns the JSON frame for e.
+func Encode(e *Envelope) []byte {
+	b, err := json.Marshal(e)
+	if err != nil {
+		// Only Data can fail to marshal, and Data is either validated JSON
+		// from a client or produced by json.Marshal on the server.
+		panic("messages: encode envelope: " + err.Error())
+	}
+	return b
+}
+
+// Ack returns an ack for the request id, naming call where known.
+func Ack(id, call string) *Envelope {
+	return &Envelope{Type: TypeAck, ID: id, Call: call}
+}
+
+// Error returns an error envelope answering request id.
+func Error(id, code, message string) *Envelope {
+	return &Envelope{Type: TypeError, ID: id, Code: code, Message: message}
+}
+
+// Ended returns an ended envelope for call with reason.
+func Ended(call, reason string) *Envelope {
+	return &Envelope{Type: TypeEnded, Call: call, Reason: reason}
+}
+
+// Welcome is the data of the welcome message.
+type Welcome struct {
+	User          string      `json:"user"`
+	Conn          string      `json:"conn"`
+	Resume        string      `json:"resume"`
+	ResumeGraceMS int64       `json:"resume_grace_ms"`
+	RingTimeoutMS int64       `json:"ring_timeout_ms"`
+	ICEServers    []ICEServer `json:"ice_servers"`
+	Resumed       bool        `json:"resumed"`
+	Calls         []CallInfo  `json:"calls"`
+}
+
+// ICEServer is one entry of RTCPeerConnection's iceServers.
+type ICEServer struct {
+	URLs       []string `json:"urls"`
+	Username   string   `json:"username,omitempty"`
+	Credential string   `json:"credential,omitempty"`
+}
+
+// CallInfo describes a live call of a connection in welcome.data.calls.
+type CallInfo struct {
+	Call  string `json:"call"`
+	State string `json:"state"`
+	Role  string `json:"role"`
+	Peer  string `json:"peer"`
+}
+
+// Goaway is the data of the goaway message.
+type Goaway struct {
+	ReconnectMS int64 `json:"reconnect_ms"`
+}
+
+// RefreshData is the data of a refresh request.
+type RefreshData struct {
+	Token string `json:"token"`
+}

@@ -1,0 +1,74 @@
+package messages
+
+import (
+	"encoding/base64"
+	"fmt"
+)
+
+// DefaultPrefix is the subject prefix and bucket-name stem used unless
+// configured otherwise.
+const DefaultPrefix = "callmesh"
+
+// Names builds every NATS subject and JetStream name callmesh uses, under one
+// prefix so several installations can share a cluster. User ids never appear
+// raw: they are base64url-encoded (no padding), so '.', '*', '>', spaces or
+// any other byte cannot change a subject's or key's meaning.
+type Names struct {
+	prefix string
+}
+
+// NewNames returns the builders for prefix, which must be a single subject
+// token of letters, digits, '-' or '_' (it also names KV buckets).
+func NewNames(prefix string) (Names, error) {
+	if prefix == "" || len(prefix) > 32 || !ValidCallID(prefix) {
+		return Names{}, fmt.Errorf("messages: prefix %q must be 1–32 letters, digits, '-' or '_'", prefix)
+	}
+	return Names{prefix: prefix}, nil
+}
+
+// EncodeUserID encodes a user id as one subject token and KV key segment.
+func EncodeUserID(user string) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(user))
+}
+
+// DecodeUserID reverses EncodeUserID.
+func DecodeUserID(token string) (string, error) {
+	b, err := base64.RawURLEncoding.DecodeString(token)
+	if err != nil {
+		return "", fmt.Errorf("messages: decode user token: %w", err)
+	}
+	return string(b), nil
+}
+
+// Prefix returns the configured prefix.
+func (n Names) Prefix() string { return n.prefix }
+
+// UserSubject is where deliveries for every connection of user are published.
+func (n Names) UserSubject(user string) string {
+	return n.prefix + ".user." + EncodeUserID(user)
+}
+
+// RouterSubject is where gateways send requests to the router queue group.
+func (n Names) RouterSubject() string { return n.prefix + ".router" }
+
+// RouterQueue is the queue group of the routers.
+func (n Names) RouterQueue() string { return n.prefix + "-routers" }
+
+// CallsBucket is the JetStream KV bucket holding calls and busy locks.
+func (n Names) CallsBucket() string { return n.prefix + "_calls" }
+
+// PresenceBucket is the JetStream KV bucket holding gateways and connections.
+func (n Names) PresenceBucket() string { return n.prefix + "_presence" }
+
+// CallKey is the key of a call record in the calls bucket. id must satisfy
+// ValidCallID.
+func CallKey(id string) string { return "call." + id }
+
+// BusyKey is the key of user's busy lock in the calls bucket.
+func BusyKey(user string) string { return "busy." + EncodeUserID(user) }
+
+// GatewayKey is the key of a gateway's heartbeat in the presence bucket.
+func GatewayKey(gateway string) string { return "gw." + gateway }
+
+// UserKey is the key of user's connection set in the presence bucket.
+func UserKey(user string) string { return "user." + EncodeUserID(user) }

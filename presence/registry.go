@@ -1,0 +1,146 @@
+// Package presence records which connections each user has and which gateway
+// holds them, in a JetStream KV bucket, and notices dead gateways.
+//
+// Keys (see messages.UserKey, messages.GatewayKey):
+//
+//	user.<encoded user id>  {"conns":{"<conn id>":{"gw":"<gateway id>"}}}
+//	gw.<gateway id>         heartbeat, with a per-key TTL
+//
+// A user's connection set is changed only with compare-and-set on its
+// revision, so gateways on different machines never lose each other's
+// updates. A gateway's heartbeat key expires when it stops refreshing it;
+// Monitor then evicts the gateway's connections after the resume grace.
+package presence
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/callmesh/callmesh/internal/kvutil"
+	"github.com/callmesh/callmesh/messages"
+)
+
+// markerTTL is how long expiry markers stay in the bucket, long enough for
+// every watcher to see them.
+const markerTTL = time.Minute
+
+// casAttempts bounds compare-and-set retries on one key.
+const casAttempts = 32
+
+// Registry reads and writes the presence bucket. It is safe for concurrent use.
+type Registry struct {
+	js jetstream.JetStream
+	kv jetstream.KeyValue
+}
+
+// Conn is where one connection of a user lives.
+type Conn struct {
+	Gateway string `json:"gw"`
+}
+
+type userRecord struct {
+	Conns map[string]Conn `json:"conns"`
+}
+
+// Open creates or opens the presence bucket with the given replica count.
+func Open(ctx context.Context, js jetstream.JetStream, names messages.Names, replicas int) (*Registry, error) {
+	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:         names.PresenceBucket(),
+		Description:    "callmesh presence: connections per user, gateway heartbeats",
+		History:        1,
+		Replicas:       replicas,
+		LimitMarkerTTL: markerTTL,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("presence: open bucket: %w", err)
+	}
+	return &Registry{js: js, kv: kv}, nil
+}
+
+// KV returns the underlying bucket (for watchers).
+func (r *Registry) KV() jetstream.KeyValue { return r.kv }
+
+// Register records conn of user as held by gateway.
+func (r *Registry) Register(ctx context.Context, user, conn, gateway string) error {
+	_, err := r.change(ctx, user, func(rec *userRecord) bool {
+		if cur, ok := rec.Conns[conn]; ok && cur.Gateway == gateway {
+			return false
+		}
+		rec.Conns[conn] = Conn{Gateway: gateway}
+		return true
+	})
+	return err
+}
+
+// Unregister removes conn of user. With gateway set, it removes it only if
+// that gateway still holds it (a conn resumed elsewhere is kept). It returns
+// whether the connection was removed.
+func (r *Registry) Unregister(ctx context.Context, user, conn, gateway string) (bool, error) {
+	return r.change(ctx, user, func(rec *userRecord) bool {
+		cur, ok := rec.Conns[conn]
+		if !ok || gateway != "" && cur.Gateway != gateway {
+			return false
+		}
+		delete(rec.Conns, conn)
+		return true
+	})
+}
+
+// Conns returns user's connections, by connection id.
+func (r *Registry) Conns(ctx context.Context, user string) (map[string]Conn, error) {
+	rec, _, err := r.get(ctx, user)
+	return rec.Conns, err
+}
+
+func (r *Registry) get(ctx context.Context, user string) (userRecord, uint64, error) {
+	rec := userRecord{Conns: map[string]Conn{}}
+	e, err := r.kv.Get(ctx, messages.UserKey(user))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return rec, 0, nil
+	}
+	if err != nil {
+		return rec, 0, fmt.Errorf("presence: get: %w", err)
+	}
+	if err := json.Unmarshal(e.Value(), &rec); err != nil {
+		return rec, 0, fmt.Errorf("presence: decode user record: %w", err)
+	}
+	if rec.Conns == nil {
+		rec.Conns = map[string]Conn{}
+	}
+	return rec, e.Revision(), nil
+}
+
+// change applies edit to user's record with compare-and-set, retrying on a
+// conflicting write. edit reports whether it changed anything.
+func (r *Registry) change(ctx context.Context, user string, edit func(*userRecord) bool) (bool, error) {
+	key := messages.UserKey(user)
+	for range casAttempts {
+		rec, rev, err := r.get(ctx, user)
+		if err != nil {
+			return false, err
+		}
+		if !edit(&rec) {
+			return false, nil
+		}
+		switch {
+		case len(rec.Conns) == 0:
+			err = r.kv.Delete(ctx, key, jetstream.LastRevision(rev))
+		case rev == 0:
+			_, err = r.kv.Create(ctx, key, kvutil.MustJSON(rec))
+		default:
+			_, err = r.kv.Update(ctx, key, kvutil.MustJSON(rec), rev)
+		}
+		if err == nil {
+			return true, nil
+		}
+		if !kvutil.IsConflict(err) {
+			return false, fmt.Errorf("presence: write: %w", err)
+		}
+	}
+	return false, errors.New("presence: too many conflicting writes")
+}

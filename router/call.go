@@ -1,0 +1,44 @@
+package router
+
+import (
+	"encoding/json"
+	"time"
+)
+
+// State is the state of a call record.
+type State string
+
+// Call states. A call is created ringing; it moves to accepted once, and to
+// ended once; ended is final.
+const (
+	Ringing  State = "ringing"
+	Accepted State = "accepted"
+	Ended    State = "ended"
+)
+
+// Call is the record of one call, stored under messages.CallKey(ID).
+type Call struct {
+	ID         string `json:"id"`
+	Caller     string `json:"caller"`
+	CallerConn string `json:"caller_conn"`
+	Callee     string `json:"callee"`
+	// CalleeConn is the callee device that accepted; empty while ringing.
+	CalleeConn string `json:"callee_conn,omitempty"`
+	State      State  `json:"state"`
+	// Reason is why the call ended, as the caller was told.
+	Reason string `json:"reason,omitempty"`
+	// Refused is set when the invite itself was refused with an error code
+	// (the caller was busy); a retried invite gets the same answer.
+	Refused string `json:"refused,omitempty"`
+	// Data is the invite's data, sent again to devices that connect while
+	// the call rings.
+	Data json.RawMessage `json:"data,omitempty"`
+	// RingDeadline is when a ringing call ends with no_answer (Unix ms).
+	RingDeadline int64 `json:"ring_deadline_ms"`
+}
+
+// ringDeadline returns RingDeadline as a time.
+func (c *Call) ringDeadline() time.Time { return time.UnixMilli(c.RingDeadline) }
+
+// live reports whether the call still holds its parties busy.
+func (c *Call) live() bool { return c != nil && c.State != Ended }

@@ -1,0 +1,73 @@
+package router
+
+import (
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/callmesh/callmesh/messages"
+)
+
+// Config configures a router. DefaultConfig documents the defaults.
+type Config struct {
+	// Prefix names subjects and buckets (messages.NewNames).
+	Prefix string
+	// RingTimeout ends an unanswered call with no_answer.
+	RingTimeout time.Duration
+	// ResumeGrace is how long a dead gateway's connections may resume
+	// elsewhere before their calls end with disconnected.
+	ResumeGrace time.Duration
+	// EndedRetention keeps ended calls so a retried request gets the same
+	// answer; whole seconds.
+	EndedRetention time.Duration
+	// Resync restarts the KV watchers (a full replay) this often, repairing
+	// any missed watch event.
+	Resync time.Duration
+	// Workers bounds the requests handled at once.
+	Workers int
+	// Replicas is the replica count of the KV buckets (3 in a cluster).
+	Replicas int
+	// Logger receives the router's logs (slog.Default() when nil).
+	Logger *slog.Logger
+	// Metrics registers the router's metrics (none when nil).
+	Metrics prometheus.Registerer
+}
+
+// DefaultConfig returns the defaults: 30 s ring timeout, 10 s resume grace,
+// 60 s ended retention, 30 s resync, 64 workers, 1 replica.
+func DefaultConfig() Config {
+	return Config{
+		Prefix:         messages.DefaultPrefix,
+		RingTimeout:    30 * time.Second,
+		ResumeGrace:    10 * time.Second,
+		EndedRetention: time.Minute,
+		Resync:         30 * time.Second,
+		Workers:        64,
+		Replicas:       1,
+	}
+}
+
+func (c *Config) validate() error {
+	var errs []error
+	if c.RingTimeout <= 0 {
+		errs = append(errs, errors.New("ring timeout must be positive"))
+	}
+	if c.ResumeGrace < 0 {
+		errs = append(errs, errors.New("resume grace must not be negative"))
+	}
+	if c.EndedRetention < time.Second {
+		errs = append(errs, errors.New("ended retention must be at least 1s"))
+	}
+	if c.Resync < time.Second {
+		errs = append(errs, errors.New("resync must be at least 1s"))
+	}
+	if c.Workers < 1 {
+		errs = append(errs, errors.New("workers must be at least 1"))
+	}
+	if c.Replicas < 1 || c.Replicas > 5 {
+		errs = append(errs, errors.New("replicas must be 1 to 5"))
+	}
+	return errors.Join(errs...)
+}

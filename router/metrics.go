@@ -1,0 +1,32 @@
+package router
+
+import "github.com/prometheus/client_golang/prometheus"
+
+type metrics struct {
+	requests *prometheus.CounterVec   // op, code ("ok" on success)
+	latency  *prometheus.HistogramVec // op
+	ended    *prometheus.CounterVec   // reason
+	retries  prometheus.Counter
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "callmesh_router_requests_total", Help: "Gateway requests handled, by operation and result code.",
+		}, []string{"op", "code"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "callmesh_router_request_seconds", Help: "Time to handle a gateway request.",
+			Buckets: []float64{.0005, .001, .002, .005, .01, .025, .05, .1, .25, 1},
+		}, []string{"op"}),
+		ended: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "callmesh_router_calls_ended_total", Help: "Calls ended, by reason.",
+		}, []string{"reason"}),
+		retries: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "callmesh_router_cas_retries_total", Help: "Compare-and-set conflicts that forced a re-read.",
+		}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.requests, m.latency, m.ended, m.retries)
+	}
+	return m
+}

@@ -1,0 +1,343 @@
+// Package router is the call authority of callmesh: it answers gateway
+// requests on a NATS queue group, keeps calls and busy locks in JetStream KV
+// with compare-and-set, fires ring timeouts and ends the calls of connections
+// that are gone. Any number of routers may run at once; the KV revision
+// decides every race and only the router whose write won publishes effects.
+package router
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/callmesh/callmesh/internal/kvutil"
+	"github.com/callmesh/callmesh/messages"
+	"github.com/callmesh/callmesh/presence"
+)
+
+// casAttempts bounds re-read/re-decide rounds on one call.
+const casAttempts = 16
+
+// Router serves gateway requests. Create it with New, then Start it.
+type Router struct {
+	cfg      Config
+	nc       *nats.Conn
+	names    messages.Names
+	log      *slog.Logger
+	metrics  *metrics
+	store    *Store
+	presence *presence.Registry
+	timers   *ringTimers
+
+	cancel context.CancelFunc
+	sub    *nats.Subscription
+	work   chan *nats.Msg
+	wg     sync.WaitGroup
+}
+
+// New validates cfg and returns a router using nc.
+func New(cfg Config, nc *nats.Conn) (*Router, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, fmt.Errorf("router: config: %w", err)
+	}
+	names, err := messages.NewNames(cfg.Prefix)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return &Router{cfg: cfg, nc: nc, names: names, log: cfg.Logger.With("component", "router"), metrics: newMetrics(cfg.Metrics)}, nil
+}
+
+// Start opens the buckets, starts the watchers and subscribes to requests.
+func (r *Router) Start(ctx context.Context) error {
+	js, err := jetstream.New(r.nc)
+	if err != nil {
+		return fmt.Errorf("router: jetstream: %w", err)
+	}
+	if r.store, err = OpenStore(ctx, js, r.names, r.cfg.Replicas, r.cfg.EndedRetention); err != nil {
+		return err
+	}
+	if r.presence, err = presence.Open(ctx, js, r.names, r.cfg.Replicas); err != nil {
+		return err
+	}
+	bg, cancel := context.WithCancel(context.Background())
+	r.cancel = cancel
+	r.timers = newRingTimers(func(id string) { r.expire(bg, id) })
+	monitor := presence.NewMonitor(r.presence, r.cfg.ResumeGrace, r.cfg.Resync, r.evict, r.log)
+	r.goRun(func() { r.timers.run(bg, r.store.KV(), r.cfg.Resync, r.log) })
+	r.goRun(func() { monitor.Run(bg) })
+
+	r.work = make(chan *nats.Msg, 4*r.cfg.Workers)
+	for range r.cfg.Workers {
+		r.goRun(func() {
+			for {
+				select {
+				case <-bg.Done():
+					return
+				case m := <-r.work:
+					r.handle(bg, m)
+				}
+			}
+		})
+	}
+	r.sub, err = r.nc.ChanQueueSubscribe(r.names.RouterSubject(), r.names.RouterQueue(), r.work)
+	if err != nil {
+		cancel()
+		return fmt.Errorf("router: subscribe: %w", err)
+	}
+	if err := r.nc.Flush(); err != nil {
+		return fmt.Errorf("router: flush: %w", err)
+	}
+	r.log.Info("router started", "subject", r.names.RouterSubject())
+	return nil
+}
+
+func (r *Router) goRun(f func()) {
+	r.wg.Add(1)
+	go func() { defer r.wg.Done(); f() }()
+}
+
+// Shutdown stops taking requests, lets the workers finish the ones they hold
+// and stops the watchers. Requests still queued are left to the gateways'
+// retries, which reach another router.
+func (r *Router) Shutdown(ctx context.Context) error {
+	if r.sub != nil {
+		_ = r.sub.Unsubscribe()
+	}
+	if r.cancel != nil {
+		r.cancel()
+	}
+	done := make(chan struct{})
+	go func() { r.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		r.timers.stopAll()
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (r *Router) handle(ctx context.Context, m *nats.Msg) {
+	start := time.Now()
+	var req messages.Request
+	var reply messages.Reply
+	if err := json.Unmarshal(m.Data, &req); err != nil {
+		reply = messages.Reply{Code: messages.CodeInternal, Message: "undecodable request"}
+	} else {
+		reply = r.serve(ctx, &req)
+	}
+	code := reply.Code
+	if code == "" {
+		code = "ok"
+	}
+	r.metrics.requests.WithLabelValues(req.Op, code).Inc()
+	r.metrics.latency.WithLabelValues(req.Op).Observe(time.Since(start).Seconds())
+	if m.Reply != "" {
+		if err := m.Respond(kvutil.MustJSON(reply)); err != nil {
+			r.log.Warn("reply failed", "op", req.Op, "err", err)
+		}
+	}
+}
+
+// serve answers one request. Gateways are trusted to report the
+// authenticated User and Conn; everything else is checked here.
+func (r *Router) serve(ctx context.Context, req *messages.Request) messages.Reply {
+	if req.Call != "" && !messages.ValidCallID(req.Call) {
+		return messages.Reply{Code: messages.CodeBadRequest, Message: "malformed call id"}
+	}
+	var reply messages.Reply
+	var err error
+	switch req.Op {
+	case messages.OpInvite:
+		reply, err = r.invite(ctx, req)
+	case messages.OpAccept:
+		reply, err = r.transition(ctx, req.Call, Event{Kind: Accept, User: req.User, Conn: req.Conn})
+	case messages.OpReject:
+		reply, err = r.transition(ctx, req.Call, Event{Kind: Reject, User: req.User, Conn: req.Conn})
+	case messages.OpHangup:
+		reply, err = r.transition(ctx, req.Call, Event{Kind: Hangup, User: req.User, Conn: req.Conn})
+	case messages.OpLeave:
+		err = r.leave(ctx, req.User, req.Conn, req.Bye)
+	case messages.OpAttach:
+		reply, err = r.attach(ctx, req)
+	default:
+		return messages.Reply{Code: messages.CodeBadRequest, Message: "unknown op"}
+	}
+	if err != nil {
+		r.log.Error("request failed", "op", req.Op, "call", req.Call, "err", err)
+		return messages.Reply{Code: messages.CodeInternal, Message: "the request could not be completed; retry"}
+	}
+	return reply
+}
+
+// invite creates the call and decides it. Every step is idempotent, so a
+// gateway's retry of the same call id completes what a failed attempt began.
+func (r *Router) invite(ctx context.Context, req *messages.Request) (messages.Reply, error) {
+	c := &Call{
+		ID: req.Call, Caller: req.User, CallerConn: req.Conn, Callee: req.To, State: Ringing,
+		Data: req.Data, RingDeadline: time.Now().Add(r.cfg.RingTimeout).UnixMilli(),
+	}
+	if c.Caller == c.Callee || messages.ValidUserID(c.Callee) != nil {
+		return Decide(c, Event{Kind: Invite}).Reply, nil
+	}
+	rev, err := r.store.Create(ctx, c)
+	if errors.Is(err, ErrExists) {
+		c, rev, err = r.store.Call(ctx, req.Call)
+		if err == nil && (c == nil || c.Caller != req.User || c.CallerConn != req.Conn) {
+			return messages.Reply{Code: messages.CodeBadRequest, Message: "call id in use"}, nil
+		}
+	}
+	if err != nil {
+		return messages.Reply{}, err
+	}
+	ev := Event{Kind: Invite}
+	if c.State != Ended {
+		if ev, err = r.inviteFacts(ctx, c); err != nil {
+			return messages.Reply{}, err
+		}
+	}
+	out := Decide(c, ev)
+	if out.Next != nil {
+		if err := r.store.Update(ctx, out.Next, rev); err != nil && !errors.Is(err, ErrConflict) {
+			return messages.Reply{}, err
+		}
+		// On a conflict the ring timer ended the call first; its outcome stands.
+		r.release(ctx, out.Next)
+	}
+	r.publish(out.Effects)
+	return out.Reply, nil
+}
+
+// inviteFacts claims the busy locks of a ringing call's parties and reads the
+// callee's presence.
+func (r *Router) inviteFacts(ctx context.Context, c *Call) (Event, error) {
+	ev := Event{Kind: Invite}
+	ok, err := r.store.Claim(ctx, c.Caller, c.ID)
+	if err != nil || !ok {
+		ev.CallerBusy = !ok
+		return ev, err
+	}
+	conns, err := r.presence.Conns(ctx, c.Callee)
+	if err != nil || len(conns) == 0 {
+		return ev, err
+	}
+	ev.CalleeOnline = true
+	ok, err = r.store.Claim(ctx, c.Callee, c.ID)
+	ev.CalleeBusy = !ok
+	return ev, err
+}
+
+// transition applies ev to call id with compare-and-set, re-reading and
+// re-deciding on a conflict, and publishes the effects of the write that won.
+func (r *Router) transition(ctx context.Context, id string, ev Event) (messages.Reply, error) {
+	for range casAttempts {
+		c, rev, err := r.store.Call(ctx, id)
+		if err != nil {
+			return messages.Reply{}, err
+		}
+		if ev.Kind == Leave && c.live() && c.State == Ringing && ev.User == c.Callee {
+			if ev.OtherDevices, err = r.otherDevices(ctx, c.Callee, ev.Conn); err != nil {
+				return messages.Reply{}, err
+			}
+		}
+		out := Decide(c, ev)
+		if out.Next != nil {
+			err := r.store.Update(ctx, out.Next, rev)
+			if errors.Is(err, ErrConflict) {
+				r.metrics.retries.Inc()
+				continue
+			}
+			if err != nil {
+				return messages.Reply{}, err
+			}
+			r.release(ctx, out.Next)
+		}
+		r.publish(out.Effects)
+		return out.Reply, nil
+	}
+	return messages.Reply{}, errors.New("router: too many conflicting writes")
+}
+
+func (r *Router) otherDevices(ctx context.Context, user, conn string) (bool, error) {
+	conns, err := r.presence.Conns(ctx, user)
+	delete(conns, conn)
+	return len(conns) > 0, err
+}
+
+// release drops the parties' busy locks once c has ended.
+func (r *Router) release(ctx context.Context, c *Call) {
+	if c.State != Ended {
+		return
+	}
+	r.metrics.ended.WithLabelValues(c.Reason).Inc()
+	for _, user := range []string{c.Caller, c.Callee} {
+		if err := r.store.Release(ctx, user, c.ID); err != nil {
+			// A lock left behind is stale and is taken over by the next claim.
+			r.log.Warn("release lock", "call", c.ID, "err", err)
+		}
+	}
+}
+
+// leave ends what conn's departure ends. A user is party to at most one
+// live call, the one holding its busy lock.
+func (r *Router) leave(ctx context.Context, user, conn string, bye bool) error {
+	id, err := r.store.BusyCall(ctx, user)
+	if err != nil || id == "" {
+		return err
+	}
+	_, err = r.transition(ctx, id, Event{Kind: Leave, User: user, Conn: conn, Bye: bye})
+	return err
+}
+
+// attach rings a newly connected device if a call to its user is ringing.
+func (r *Router) attach(ctx context.Context, req *messages.Request) (messages.Reply, error) {
+	id, err := r.store.BusyCall(ctx, req.User)
+	if err != nil || id == "" {
+		return messages.Reply{}, err
+	}
+	c, _, err := r.store.Call(ctx, id)
+	if err != nil || c == nil || c.State != Ringing || c.Callee != req.User {
+		return messages.Reply{}, err
+	}
+	return messages.Reply{Then: []*messages.Envelope{{Type: messages.TypeIncoming, Call: c.ID, From: c.Caller, Data: c.Data}}}, nil
+}
+
+// expire ends call id with no_answer if it still rings past its deadline.
+func (r *Router) expire(ctx context.Context, id string) {
+	if _, err := r.transition(ctx, id, Event{Kind: Expire, Now: time.Now()}); err != nil && ctx.Err() == nil {
+		r.log.Error("ring timeout", "call", id, "err", err)
+	}
+}
+
+// evict ends a dead gateway's connection: it leaves presence, then its calls
+// end as for a drop.
+func (r *Router) evict(ctx context.Context, user, conn, gateway string) {
+	if _, err := r.presence.Unregister(ctx, user, conn, gateway); err != nil {
+		r.log.Warn("evict", "conn", conn, "err", err)
+		return
+	}
+	if err := r.leave(ctx, user, conn, false); err != nil {
+		r.log.Warn("evict leave", "conn", conn, "err", err)
+	}
+}
+
+// publish sends effects on their users' subjects, after the write that
+// decided them. Core NATS is at most once: a gateway that is reconnecting to
+// NATS at that moment misses the delivery.
+func (r *Router) publish(effects []Effect) {
+	for _, e := range effects {
+		if err := r.nc.Publish(r.names.UserSubject(e.User), kvutil.MustJSON(e.Delivery)); err != nil {
+			r.log.Warn("publish", "err", err)
+		}
+	}
+}

@@ -1,0 +1,105 @@
+package router
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/callmesh/callmesh/internal/kvwatch"
+)
+
+// ringTimers holds a timer for every ringing call in the bucket, whichever
+// router created it, so a ring timeout fires even if that router has died.
+// Every router fires every timer; the compare-and-set in transition lets
+// exactly one of them end the call.
+type ringTimers struct {
+	fire func(id string)
+
+	mu     sync.Mutex
+	timers map[string]*time.Timer // call id → timer; guarded by mu
+}
+
+func newRingTimers(fire func(id string)) *ringTimers {
+	return &ringTimers{fire: fire, timers: map[string]*time.Timer{}}
+}
+
+// run keeps the timers in step with the calls bucket until ctx is done.
+func (t *ringTimers) run(ctx context.Context, kv jetstream.KeyValue, resync time.Duration, log *slog.Logger) {
+	kvwatch.Run(ctx, kv, "call.*", resync, t, log)
+}
+
+// Sync implements kvwatch.Handler.
+func (t *ringTimers) Sync(entries map[string]kvwatch.Entry) {
+	ringing := map[string]time.Time{}
+	for _, e := range entries {
+		if id, deadline, ok := ringingCall(e); ok {
+			ringing[id] = deadline
+		}
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for id, timer := range t.timers {
+		if _, ok := ringing[id]; !ok {
+			timer.Stop()
+			delete(t.timers, id)
+		}
+	}
+	for id, deadline := range ringing {
+		t.setLocked(id, deadline)
+	}
+}
+
+// Update implements kvwatch.Handler.
+func (t *ringTimers) Update(e kvwatch.Entry) {
+	id, deadline, ok := ringingCall(e)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if ok {
+		t.setLocked(id, deadline)
+		return
+	}
+	id = strings.TrimPrefix(e.Key, "call.")
+	if timer, found := t.timers[id]; found {
+		timer.Stop()
+		delete(t.timers, id)
+	}
+}
+
+// setLocked arms a timer for id unless one runs; guarded by mu.
+func (t *ringTimers) setLocked(id string, deadline time.Time) {
+	if _, ok := t.timers[id]; ok {
+		return
+	}
+	t.timers[id] = time.AfterFunc(time.Until(deadline), func() {
+		t.mu.Lock()
+		delete(t.timers, id)
+		t.mu.Unlock()
+		t.fire(id)
+	})
+}
+
+func (t *ringTimers) stopAll() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for id, timer := range t.timers {
+		timer.Stop()
+		delete(t.timers, id)
+	}
+}
+
+// ringingCall decodes e and reports whether it is a ringing call.
+func ringingCall(e kvwatch.Entry) (string, time.Time, bool) {
+	if e.Deleted {
+		return "", time.Time{}, false
+	}
+	var c Call
+	if json.Unmarshal(e.Value, &c) != nil || c.State != Ringing {
+		return "", time.Time{}, false
+	}
+	return c.ID, c.ringDeadline(), true
+}
