@@ -84,7 +84,7 @@ func (c *conn) relay(env *messages.Envelope) {
 	d := messages.Delivery{Conn: view.peerConn, Env: messages.Envelope{
 		Type: messages.TypeSignal, Call: env.Call, From: c.user, Data: env.Data,
 	}}
-	if err := c.s.nc.Publish(c.s.names.UserSubject(view.peer), mustJSON(d)); err != nil {
+	if err := c.s.nc.Publish(c.s.names.UserSubject(view.peer), messages.EncodeDelivery(&d)); err != nil {
 		c.replyError(env.ID, messages.CodeUnavailable, "relay failed; retry")
 		return
 	}

@@ -10,7 +10,6 @@ package gateway
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -204,8 +203,8 @@ func (s *Server) dispatch() {
 			return
 		case m = <-s.deliveries:
 		}
-		var d messages.Delivery
-		if err := json.Unmarshal(m.Data, &d); err != nil {
+		d, frame, err := messages.DecodeDelivery(m.Data)
+		if err != nil {
 			s.log.Warn("undecodable delivery", "err", err)
 			continue
 		}
@@ -222,7 +221,6 @@ func (s *Server) dispatch() {
 		if len(targets) == 0 {
 			continue
 		}
-		frame := messages.Encode(&d.Env)
 		for _, c := range targets {
 			c.deliver(&d.Env, frame, d.Bind)
 		}

@@ -41,6 +41,11 @@ func Decode(frame []byte, maxData int) (*Envelope, error) {
 	if maxData <= 0 {
 		maxData = DefaultMaxData
 	}
+	if !utf8.Valid(frame) {
+		// encoding/json would turn invalid bytes into U+FFFD, changing a
+		// user id, and would pass them through inside data.
+		return nil, refuse("", CodeBadRequest, "frame is not valid UTF-8")
+	}
 	var e Envelope
 	if err := json.Unmarshal(frame, &e); err != nil {
 		return nil, refuse("", CodeBadRequest, "frame is not a JSON object: %v", err)

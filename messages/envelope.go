@@ -18,15 +18,25 @@ type Envelope struct {
 	Data    json.RawMessage `json:"data,omitempty"`
 }
 
-// Encode returns the JSON frame for e.
+// Encode returns the JSON frame for e. Data is copied byte for byte (not
+// compacted or re-escaped as encoding/json would), so what one party sends
+// is exactly what the other receives. Data must be valid JSON: Decode
+// guarantees it for client data, json.Marshal for the server's.
 func Encode(e *Envelope) []byte {
-	b, err := json.Marshal(e)
+	head := *e
+	head.Data = nil
+	b, err := json.Marshal(&head)
 	if err != nil {
-		// Only Data can fail to marshal, and Data is either validated JSON
-		// from a client or produced by json.Marshal on the server.
-		panic("messages: encode envelope: " + err.Error())
+		panic("messages: encode envelope: " + err.Error()) // strings only: cannot fail
 	}
-	return b
+	if len(e.Data) == 0 {
+		return b
+	}
+	out := make([]byte, 0, len(b)+len(`,"data":`)+len(e.Data))
+	out = append(out, b[:len(b)-1]...) // without the closing brace
+	out = append(out, `,"data":`...)
+	out = append(out, e.Data...)
+	return append(out, '}')
 }
 
 // Ack returns an ack for the request id, naming call where known.

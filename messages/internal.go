@@ -1,6 +1,11 @@
 package messages
 
-import "encoding/json"
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+)
 
 // Router operations a gateway requests.
 const (
@@ -48,7 +53,10 @@ type Binding struct {
 }
 
 // Delivery is published on a user's subject and delivered by whichever
-// gateways hold that user's connections.
+// gateways hold that user's connections. On the wire (EncodeDelivery) it is
+// a JSON header with the routing fields, a newline, and then the client
+// frame exactly as the receiving gateway sends it on, so data stays byte
+// for byte what the sender wrote.
 type Delivery struct {
 	// Conn, when set, limits delivery to that connection of the user.
 	Conn string `json:"conn,omitempty"`
@@ -56,5 +64,33 @@ type Delivery struct {
 	Except string `json:"except,omitempty"`
 	// Bind, when set, binds the receiving connection to its peer.
 	Bind *Binding `json:"bind,omitempty"`
-	Env  Envelope `json:"env"`
+	Env  Envelope `json:"-"`
+}
+
+// EncodeDelivery frames d for publishing on a user subject.
+func EncodeDelivery(d *Delivery) []byte {
+	head, err := json.Marshal(d)
+	if err != nil {
+		panic("messages: encode delivery: " + err.Error()) // strings only: cannot fail
+	}
+	frame := Encode(&d.Env)
+	return append(append(head, '\n'), frame...)
+}
+
+// DecodeDelivery parses what EncodeDelivery framed, returning the client
+// frame to send on as is.
+func DecodeDelivery(b []byte) (*Delivery, []byte, error) {
+	i := bytes.IndexByte(b, '\n')
+	if i < 0 {
+		return nil, nil, errors.New("messages: delivery has no frame")
+	}
+	var d Delivery
+	if err := json.Unmarshal(b[:i], &d); err != nil {
+		return nil, nil, fmt.Errorf("messages: delivery header: %w", err)
+	}
+	frame := b[i+1:]
+	if err := json.Unmarshal(frame, &d.Env); err != nil {
+		return nil, nil, fmt.Errorf("messages: delivery frame: %w", err)
+	}
+	return &d, frame, nil
 }

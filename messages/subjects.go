@@ -3,6 +3,7 @@ package messages
 import (
 	"encoding/base64"
 	"fmt"
+	"strings"
 )
 
 // DefaultPrefix is the subject prefix and bucket-name stem used unless
@@ -26,14 +27,31 @@ func NewNames(prefix string) (Names, error) {
 	return Names{prefix: prefix}, nil
 }
 
+// emptyUserToken stands for the empty user id, which base64 would encode as
+// an empty token. One character is never valid unpadded base64, so the
+// encoding stays one-to-one. (The empty id is refused everywhere; this only
+// keeps the builders total.)
+const emptyUserToken = "-"
+
+var userEncoding = base64.RawURLEncoding.Strict()
+
 // EncodeUserID encodes a user id as one subject token and KV key segment.
 func EncodeUserID(user string) string {
-	return base64.RawURLEncoding.EncodeToString([]byte(user))
+	if user == "" {
+		return emptyUserToken
+	}
+	return userEncoding.EncodeToString([]byte(user))
 }
 
-// DecodeUserID reverses EncodeUserID.
+// DecodeUserID reverses EncodeUserID; every user id has exactly one token.
 func DecodeUserID(token string) (string, error) {
-	b, err := base64.RawURLEncoding.DecodeString(token)
+	if token == emptyUserToken {
+		return "", nil
+	}
+	if strings.ContainsAny(token, "\r\n") {
+		return "", fmt.Errorf("messages: decode user token: line break in token")
+	}
+	b, err := userEncoding.DecodeString(token)
 	if err != nil {
 		return "", fmt.Errorf("messages: decode user token: %w", err)
 	}

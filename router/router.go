@@ -336,7 +336,7 @@ func (r *Router) evict(ctx context.Context, user, conn, gateway string) {
 // NATS at that moment misses the delivery.
 func (r *Router) publish(effects []Effect) {
 	for _, e := range effects {
-		if err := r.nc.Publish(r.names.UserSubject(e.User), kvutil.MustJSON(e.Delivery)); err != nil {
+		if err := r.nc.Publish(r.names.UserSubject(e.User), messages.EncodeDelivery(&e.Delivery)); err != nil {
 			r.log.Warn("publish", "err", err)
 		}
 	}

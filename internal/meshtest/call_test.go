@@ -39,7 +39,9 @@ func TestCallAcrossGateways(t *testing.T) {
 	}
 
 	// SDP and ICE, byte-identical, with the server's from (a forged one is ignored).
-	offer := json.RawMessage(`{"type":"offer","sdp":"v=0\r\no=- 4611 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n"}`)
+	// Whitespace and <, >, & would not survive a JSON re-encoding.
+	offer := json.RawMessage(`{ "type": "offer",
+		"sdp": "v=0\r\no=- 4611 2 IN IP4 127.0.0.1\r\ns=<&>\r\nt=0 0\r\n" }`)
 	alice.SendRaw([]byte(`{"type":"signal","call":"` + call + `","from":"mallory","data":` + string(offer) + `}`))
 	relayed(t, bob, call, "alice", offer)
 	answer := json.RawMessage(`{"type":"answer","sdp":"v=0\r\n…ünïcödé\r\n"}`)

@@ -201,8 +201,7 @@ func (m *Mesh) Barrier(c *Client) {
 	m.t.Helper()
 	id := "barrier-" + messages.NewID()
 	d := messages.Delivery{Conn: c.Conn, Env: messages.Envelope{Type: messages.TypePong, ID: id}}
-	b, _ := json.Marshal(d)
-	if err := m.nc.Publish(m.names.UserSubject(c.User), b); err != nil {
+	if err := m.nc.Publish(m.names.UserSubject(c.User), messages.EncodeDelivery(&d)); err != nil {
 		m.t.Fatal(err)
 	}
 	env := c.Next()

@@ -1,0 +1,26 @@
+package messages
+
+import (
+	"encoding/base64"
+	"testing"
+)
+
+func TestNewID(t *testing.T) {
+	seen := make(map[string]bool, 1000)
+	for range 1000 {
+		id := NewID()
+		if len(id) != 22 {
+			t.Fatalf("NewID() = %q, %d chars, want 22", id, len(id))
+		}
+		if !ValidCallID(id) {
+			t.Fatalf("ValidCallID(%q) = false", id)
+		}
+		if b, err := base64.RawURLEncoding.DecodeString(id); err != nil || len(b) != 16 {
+			t.Fatalf("NewID() = %q does not hold 128 bits: %v", id, err)
+		}
+		if seen[id] {
+			t.Fatalf("NewID() repeated %q", id)
+		}
+		seen[id] = true
+	}
+}
