@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net/http/httptest"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/callmesh/callmesh/gateway"
 	"github.com/callmesh/callmesh/internal/embednats"
@@ -48,6 +50,7 @@ type Mesh struct {
 	Routers  []*router.Router
 	nc       *nats.Conn // the test's own connection
 	names    messages.Names
+	metrics  *prometheus.Registry // the routers' metrics
 }
 
 // Gateway is one running gateway and its listener.
@@ -79,7 +82,7 @@ func Start(t testing.TB, opts Options) *Mesh {
 		t.Fatal(err)
 	}
 	names, _ := messages.NewNames(messages.DefaultPrefix)
-	m := &Mesh{t: t, opts: opts, NATS: srv, names: names}
+	m := &Mesh{t: t, opts: opts, NATS: srv, names: names, metrics: prometheus.NewRegistry()}
 	t.Cleanup(srv.Shutdown)
 	m.nc = m.Connect("test")
 	for range opts.Routers {
@@ -89,6 +92,13 @@ func Start(t testing.TB, opts Options) *Mesh {
 		m.AddGateway()
 	}
 	return m
+}
+
+// For returns a view of the mesh whose helpers report to t (a subtest).
+func (m *Mesh) For(t testing.TB) *Mesh {
+	sub := *m
+	sub.t = t
+	return &sub
 }
 
 // Connect opens a NATS connection to the mesh's server, closed with the test.
@@ -118,6 +128,7 @@ func (m *Mesh) AddRouter() *router.Router {
 	cfg.ResumeGrace = m.opts.ResumeGrace
 	cfg.Resync = 2 * time.Second
 	cfg.Logger = quietLogger()
+	cfg.Metrics = prometheus.WrapRegistererWith(prometheus.Labels{"router": strconv.Itoa(len(m.Routers))}, m.metrics)
 	if m.opts.Router != nil {
 		m.opts.Router(&cfg)
 	}
@@ -213,4 +224,43 @@ func (m *Mesh) Barrier(c *Client) {
 func describe(e *messages.Envelope) string {
 	b, _ := json.Marshal(e)
 	return fmt.Sprintf("%s", b)
+}
+
+// RouterRequests is how many requests of op all routers have handled.
+func (m *Mesh) RouterRequests(op string) int {
+	m.t.Helper()
+	families, err := m.metrics.Gather()
+	if err != nil {
+		m.t.Fatal(err)
+	}
+	total := 0.0
+	for _, f := range families {
+		if f.GetName() != "callmesh_router_requests_total" {
+			continue
+		}
+		for _, metric := range f.GetMetric() {
+			for _, l := range metric.GetLabel() {
+				if l.GetName() == "op" && l.GetValue() == op {
+					total += metric.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return int(total)
+}
+
+// WaitFor polls cond until it returns nil, failing the test after Wait.
+func WaitFor(t testing.TB, what string, cond func() error) {
+	t.Helper()
+	deadline := time.Now().Add(Wait)
+	for {
+		err := cond()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: %v", what, err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
