@@ -113,10 +113,17 @@ func ack(c *Call, then ...*messages.Envelope) messages.Reply {
 }
 
 func decideInvite(c *Call, ev Event) Outcome {
+	if c == nil {
+		return refuse(messages.CodeInternal, "invite without a call record")
+	}
 	if c.Caller == c.Callee {
 		return refuse(messages.CodeBadRequest, "cannot invite yourself")
 	}
 	switch {
+	case c.State == Accepted:
+		// A retry whose first attempt went through and was answered: the
+		// caller already has (or will get) accepted; ring nobody again.
+		return Outcome{Reply: ack(c)}
 	case c.State == Ended && c.Refused != "":
 		return refuse(c.Refused, "you are already in a call")
 	case c.State == Ended:

@@ -201,7 +201,7 @@ func (r *Router) invite(ctx context.Context, req *messages.Request) (messages.Re
 		return messages.Reply{}, err
 	}
 	ev := Event{Kind: Invite}
-	if c.State != Ended {
+	if c.State == Ringing {
 		if ev, err = r.inviteFacts(ctx, c); err != nil {
 			return messages.Reply{}, err
 		}
@@ -279,7 +279,11 @@ func (r *Router) release(ctx context.Context, c *Call) {
 	if c.State != Ended {
 		return
 	}
-	r.metrics.ended.WithLabelValues(c.Reason).Inc()
+	reason := c.Reason
+	if c.Refused != "" {
+		reason = "refused"
+	}
+	r.metrics.ended.WithLabelValues(reason).Inc()
 	for _, user := range []string{c.Caller, c.Callee} {
 		if err := r.store.Release(ctx, user, c.ID); err != nil {
 			// A lock left behind is stale and is taken over by the next claim.

@@ -1,0 +1,66 @@
+package meshtest
+
+import (
+	"encoding/json"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/callmesh/callmesh/messages"
+)
+
+// BenchmarkCallSetup measures invite → incoming on another gateway, through
+// two routers, one call at a time, and reports its p50 and p99.
+func BenchmarkCallSetup(b *testing.B) {
+	m := Start(b, Options{})
+	alice, bob := m.Dial(0, "alice"), m.Dial(1, "bob")
+	lat := make([]time.Duration, 0, b.N)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		start := time.Now()
+		alice.Send(&messages.Envelope{Type: messages.TypeInvite, ID: "b", To: "bob"})
+		in := bob.Expect(messages.TypeIncoming)
+		lat = append(lat, time.Since(start))
+		alice.ExpectAck("b")
+		alice.Expect(messages.TypeRinging)
+		alice.Do(messages.TypeHangup, in.Call)
+		bob.ExpectEnded(in.Call, messages.ReasonCancelled)
+	}
+	b.StopTimer()
+	slices.Sort(lat)
+	b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
+	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
+}
+
+// BenchmarkSignalRelay measures sustained signal throughput from a
+// connection on one gateway to its peer on another, with at most 64 signals
+// in flight (an unpaced flood fills the receiver's send queue, which closes
+// it with 4003 by design).
+func BenchmarkSignalRelay(b *testing.B) {
+	m := Start(b, Options{})
+	alice, bob := m.Dial(0, "alice"), m.Dial(1, "bob")
+	call := alice.Invite("bob")
+	alice.Expect(messages.TypeRinging)
+	bob.Expect(messages.TypeIncoming)
+	bob.Do(messages.TypeAccept, call)
+	bob.Expect(messages.TypeAccepted)
+	alice.Expect(messages.TypeAccepted)
+	frame := messages.Encode(&messages.Envelope{Type: messages.TypeSignal, Call: call,
+		Data: json.RawMessage(`{"candidate":"candidate:1 1 udp 2122260223 192.0.2.1 54400 typ host","sdpMid":"0"}`)})
+	window := make(chan struct{}, 64)
+	b.ResetTimer()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; i < b.N; i++ {
+			bob.Expect(messages.TypeSignal)
+			<-window
+		}
+	}()
+	for i := 0; i < b.N; i++ {
+		window <- struct{}{}
+		alice.SendRaw(frame)
+	}
+	<-done
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "signals/s")
+}
