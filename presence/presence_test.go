@@ -1,0 +1,163 @@
+package presence
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/callmesh/callmesh/internal/embednats"
+	"github.com/callmesh/callmesh/messages"
+)
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+func open(t *testing.T) *Registry {
+	t.Helper()
+	srv, err := embednats.Start(embednats.Options{Port: -1, StoreDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Shutdown)
+	nc, err := nats.Connect(srv.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	names, _ := messages.NewNames("test")
+	reg, err := Open(t.Context(), js, names, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return reg
+}
+
+type evictions struct {
+	mu   sync.Mutex
+	seen map[string]string // conn → gateway
+}
+
+func (e *evictions) evict(_ context.Context, _, conn, gw string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.seen[conn] = gw
+}
+
+func (e *evictions) has(conn string) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	_, ok := e.seen[conn]
+	return ok
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestRegisterAcrossGateways(t *testing.T) {
+	reg := open(t)
+	ctx := t.Context()
+	var wg sync.WaitGroup
+	for i := range 20 { // concurrent writers on one user record: none is lost
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := reg.Register(ctx, "a.b", string(rune('a'+i)), "gw"+string(rune('0'+i%2))); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	conns, err := reg.Conns(ctx, "a.b")
+	if err != nil || len(conns) != 20 {
+		t.Fatalf("conns = %v (%v), want 20", conns, err)
+	}
+	if other, _ := reg.Conns(ctx, "a"); len(other) != 0 {
+		t.Fatalf("user a sees a.b's connections: %v", other)
+	}
+	// Unregister with the wrong gateway keeps the connection.
+	if removed, _ := reg.Unregister(ctx, "a.b", "a", "gw1"); removed {
+		t.Fatal("removed a connection held by another gateway")
+	}
+	for c := range conns {
+		if _, err := reg.Unregister(ctx, "a.b", c, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if conns, _ := reg.Conns(ctx, "a.b"); len(conns) != 0 {
+		t.Fatalf("left over: %v", conns)
+	}
+}
+
+// A gateway that stops refreshing its heartbeat is noticed through the
+// key's TTL; its connections are evicted after the grace, the live
+// gateway's never.
+func TestMonitorEvictsDeadGateway(t *testing.T) {
+	reg := open(t)
+	ctx := t.Context()
+	live, err := reg.StartHeartbeat(ctx, "live", 200*time.Millisecond, time.Second, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hctx, stopLive := context.WithCancel(ctx)
+	defer stopLive()
+	go live.Run(hctx, nil)
+	if _, err := reg.StartHeartbeat(ctx, "dead", 200*time.Millisecond, time.Second, quiet); err != nil {
+		t.Fatal(err)
+	}
+	// "dead" never refreshes: it has crashed.
+	_ = reg.Register(ctx, "alice", "c-live", "live")
+	_ = reg.Register(ctx, "bob", "c-dead", "dead")
+
+	ev := &evictions{seen: map[string]string{}}
+	mctx, stop := context.WithCancel(ctx)
+	defer stop()
+	go NewMonitor(reg, 300*time.Millisecond, time.Second, ev.evict, quiet).Run(mctx)
+
+	waitFor(t, "eviction of the dead gateway's connection", func() bool { return ev.has("c-dead") })
+	// Let the live gateway outlive several TTLs: heartbeats must keep its key.
+	deadline := time.Now().Add(3 * time.Second)
+	for time.Now().Before(deadline) {
+		if ev.has("c-live") {
+			t.Fatal("evicted a connection of a live gateway")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if _, err := reg.KV().Get(ctx, messages.GatewayKey("live")); err != nil {
+		t.Fatalf("live heartbeat key: %v", err)
+	}
+}
+
+// Retire starts the grace at once, long before the heartbeat TTL would.
+func TestRetireStartsGrace(t *testing.T) {
+	reg := open(t)
+	ctx := t.Context()
+	hb, err := reg.StartHeartbeat(ctx, "gw", time.Hour, 30*time.Second, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = reg.Register(ctx, "carol", "c1", "gw")
+	ev := &evictions{seen: map[string]string{}}
+	go NewMonitor(reg, 100*time.Millisecond, time.Second, ev.evict, quiet).Run(ctx)
+	if err := hb.Retire(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Well before the 30 s TTL.
+	waitFor(t, "eviction after retire", func() bool { return ev.has("c1") })
+}
