@@ -67,21 +67,21 @@ type Config struct {
 // coturn's use-auth-secret), each client gets its own time-limited
 // username and credential instead of Username/Credential.
 type ICEServerConfig struct {
-	URLs       []string      `koanf:"urls" json:"urls"`
-	Username   string        `koanf:"username" json:"username,omitempty"`
-	Credential string        `koanf:"credential" json:"credential,omitempty"`
-	Secret     string        `koanf:"secret" json:"secret,omitempty"`
-	TTL        time.Duration `koanf:"ttl" json:"ttl,omitempty"`
+	URLs       []string      `koanf:"urls"`
+	Username   string        `koanf:"username"`
+	Credential string        `koanf:"credential"`
+	Secret     string        `koanf:"secret"`
+	TTL        time.Duration `koanf:"ttl"`
 }
 
-// DefaultConfig returns the defaults: HS256 auth (a secret must still be
-// set), Google's public STUN server, 30 s ring timeout, 10 s resume grace,
+// DefaultConfig returns the defaults: HS256 auth with 30 s leeway (a secret
+// must still be set), Google's public STUN server, 30 s ring timeout, 10 s resume grace,
 // 1 s heartbeat with 3 s TTL, 64 KiB frames, 32 KiB data, 256 queued
 // frames, 5 s write timeout, 25 s pings, 5 s router budget (1 s a try).
 func DefaultConfig() Config {
 	return Config{
 		Prefix:          messages.DefaultPrefix,
-		Auth:            AuthConfig{Alg: "HS256"},
+		Auth:            AuthConfig{Alg: "HS256", Leeway: 30 * time.Second},
 		ICEServers:      []ICEServerConfig{{URLs: []string{"stun:stun.l.google.com:19302"}}},
 		RingTimeout:     30 * time.Second,
 		ResumeGrace:     10 * time.Second,
@@ -99,7 +99,8 @@ func DefaultConfig() Config {
 	}
 }
 
-func (c *Config) validate() error {
+// Validate reports every problem with c; New calls it.
+func (c *Config) Validate() error {
 	var errs []error
 	positive := map[string]time.Duration{
 		"ring timeout": c.RingTimeout, "heartbeat": c.Heartbeat, "write timeout": c.WriteTimeout,

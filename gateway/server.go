@@ -67,7 +67,7 @@ type userSubs struct {
 // dispatcher, and returns a gateway using nc. nc should be the gateway's own
 // connection: New installs its asynchronous error handler.
 func New(ctx context.Context, cfg Config, nc *nats.Conn) (*Server, error) {
-	if err := cfg.validate(); err != nil {
+	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("gateway: config: %w", err)
 	}
 	names, err := messages.NewNames(cfg.Prefix)

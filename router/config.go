@@ -49,7 +49,8 @@ func DefaultConfig() Config {
 	}
 }
 
-func (c *Config) validate() error {
+// Validate reports every problem with c; New calls it.
+func (c *Config) Validate() error {
 	var errs []error
 	if c.RingTimeout <= 0 {
 		errs = append(errs, errors.New("ring timeout must be positive"))

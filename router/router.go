@@ -44,7 +44,7 @@ type Router struct {
 
 // New validates cfg and returns a router using nc.
 func New(cfg Config, nc *nats.Conn) (*Router, error) {
-	if err := cfg.validate(); err != nil {
+	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("router: config: %w", err)
 	}
 	names, err := messages.NewNames(cfg.Prefix)
@@ -120,7 +120,9 @@ func (r *Router) Shutdown(ctx context.Context) error {
 	go func() { r.wg.Wait(); close(done) }()
 	select {
 	case <-done:
-		r.timers.stopAll()
+		if r.timers != nil { // nil when Start failed early
+			r.timers.stopAll()
+		}
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()

@@ -1,0 +1,123 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"strings"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/callmesh/callmesh/gateway"
+	"github.com/callmesh/callmesh/router"
+)
+
+// authConfig is the token verification of c.
+func (c *Config) authConfig() gateway.AuthConfig {
+	return gateway.AuthConfig{
+		Alg: c.JWT.Alg, Secret: c.JWT.Secret, KeyFile: c.JWT.KeyFile, JWKSURL: c.JWT.JWKSURL,
+		JWKSRefresh: c.JWT.JWKSRefresh, Issuer: c.JWT.Issuer, Audience: c.JWT.Audience,
+		Leeway: c.JWT.Leeway, MaxTokenBytes: c.JWT.MaxTokenBytes,
+	}
+}
+
+// mintConfig signs tokens that authConfig accepts: with jwt.secret for
+// HS*, with jwt.signing_key_file otherwise.
+func (c *Config) mintConfig() gateway.MintConfig {
+	m := gateway.MintConfig{Alg: c.JWT.Alg, Issuer: c.JWT.Issuer, Audience: c.JWT.Audience}
+	if isHMAC(c.JWT.Alg) {
+		m.Secret = c.JWT.Secret
+	} else {
+		m.PrivateKeyFile = c.JWT.SigningKeyFile
+	}
+	return m
+}
+
+func isHMAC(alg string) bool { return strings.HasPrefix(alg, "HS") }
+
+// gatewayConfig is the gateway config of c.
+func (c *Config) gatewayConfig(log *slog.Logger, metrics prometheus.Registerer) gateway.Config {
+	return gateway.Config{
+		Prefix:          c.NATS.Prefix,
+		Auth:            c.authConfig(),
+		ICEServers:      c.ICE.Servers,
+		RingTimeout:     c.Call.RingTimeout,
+		ResumeGrace:     c.Call.ResumeGrace,
+		Heartbeat:       c.Presence.Heartbeat,
+		HeartbeatTTL:    c.Presence.TTL,
+		MaxMessageBytes: int64(c.Limits.MaxMessageBytes),
+		MaxDataBytes:    c.Limits.MaxDataBytes,
+		SendQueue:       c.Limits.SendQueue,
+		WriteTimeout:    c.Limits.WriteTimeout,
+		PingInterval:    c.Limits.PingInterval,
+		RouterTimeout:   c.Router.Timeout,
+		RouterAttempt:   c.Router.Attempt,
+		OriginPatterns:  c.HTTP.OriginPatterns,
+		DevTokenTTL:     c.Dev.TokenTTL,
+		Replicas:        c.NATS.Replicas,
+		Logger:          log,
+		Metrics:         metrics,
+	}
+}
+
+// routerConfig is the router config of c.
+func (c *Config) routerConfig(log *slog.Logger, metrics prometheus.Registerer) router.Config {
+	return router.Config{
+		Prefix:         c.NATS.Prefix,
+		RingTimeout:    c.Call.RingTimeout,
+		ResumeGrace:    c.Call.ResumeGrace,
+		EndedRetention: c.Call.EndedRetention,
+		Resync:         c.Presence.Resync,
+		Workers:        c.Router.Workers,
+		Replicas:       c.NATS.Replicas,
+		Logger:         log,
+		Metrics:        metrics,
+	}
+}
+
+// checkGateway validates the gateway config, and verifies the token config
+// unless it names a JWKS URL (checking that means fetching it, which
+// gateway.New does), before anything starts.
+func checkGateway(ctx context.Context, c *Config) error {
+	gw := c.gatewayConfig(nil, nil)
+	if err := gw.Validate(); err != nil {
+		return configError{err}
+	}
+	if c.JWT.JWKSURL != "" {
+		return nil
+	}
+	if _, err := gateway.NewVerifier(ctx, c.authConfig()); err != nil {
+		return configError{err}
+	}
+	return nil
+}
+
+// checkRouter validates the router config before anything starts.
+func checkRouter(c *Config) error {
+	rc := c.routerConfig(nil, nil)
+	if err := rc.Validate(); err != nil {
+		return configError{err}
+	}
+	return nil
+}
+
+// gatewayNewError classifies an error of gateway.New: a JWKS config that
+// checkGateway could not check is a configError.
+func gatewayNewError(err error) error {
+	if errors.Is(err, gateway.ErrAuthConfig) {
+		return configError{err}
+	}
+	return err
+}
+
+// newLogger makes the process logger from log.level and log.format (both
+// validated by loadConfig).
+func newLogger(c *Config, w io.Writer) *slog.Logger {
+	level, _ := parseLevel(c.Log.Level)
+	opts := &slog.HandlerOptions{Level: level}
+	if c.Log.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}

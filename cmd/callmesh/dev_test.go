@@ -1,0 +1,208 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"regexp"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+)
+
+// wait bounds how long the test waits for anything; never a timing asserted.
+const wait = 15 * time.Second
+
+// syncBuffer is a bytes.Buffer that Run may write while the test reads.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func waitFor(t *testing.T, timeout time.Duration, f func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := f()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after %v: %v", timeout, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestDev runs `callmesh dev --gateways 2` in-process, calls bob on gateway 1
+// from alice on gateway 0, and stops it: both clients get 1001.
+func TestDev(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var stdout, stderr syncBuffer
+	exit := make(chan int, 1)
+	go func() {
+		exit <- Run(ctx, []string{"dev", "--http", "127.0.0.1:0", "--gateways", "2",
+			"--dev.nats_port", "0", "--dev.store_dir", t.TempDir(), "--log.level", "warn"},
+			nil, &stdout, &stderr)
+	}()
+
+	var gateways []string
+	gatewayLine := regexp.MustCompile(`(?m)^  gateway (\d+) +ws://(\S+)/ws`)
+	waitFor(t, wait, func() error {
+		select {
+		case code := <-exit:
+			t.Fatalf("dev exited with %d:\n%s\n%s", code, stdout.String(), stderr.String())
+		default:
+		}
+		out := stdout.String()
+		if !regexp.MustCompile(`(?m)^ready`).MatchString(out) {
+			return fmt.Errorf("not ready:\n%s", out)
+		}
+		for _, m := range gatewayLine.FindAllStringSubmatch(out, -1) {
+			gateways = append(gateways, m[2])
+		}
+		return nil
+	})
+	if len(gateways) != 2 {
+		t.Fatalf("want 2 gateways in the banner, got %q:\n%s", gateways, stdout.String())
+	}
+
+	for _, addr := range gateways {
+		resp, err := http.Get("http://" + addr + "/healthz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Errorf("%s/healthz: %s", addr, resp.Status)
+		}
+	}
+	alice := dial(t, gateways[0], devToken(t, gateways[0], "alice"))
+	bob := dial(t, gateways[1], devToken(t, gateways[1], "bob"))
+	alice.send(t, `{"type":"invite","id":"1","to":"bob"}`)
+	if f := bob.next(t, "incoming"); f["from"] != "alice" {
+		t.Errorf("incoming from %v, want alice", f["from"])
+	}
+
+	cancel()
+	for _, c := range []*client{alice, bob} {
+		select {
+		case err := <-c.closed:
+			if got := websocket.CloseStatus(err); got != websocket.StatusGoingAway {
+				t.Errorf("%s: closed with %v (%v), want 1001", c.user, got, err)
+			}
+		case <-time.After(wait):
+			t.Fatalf("%s: not closed", c.user)
+		}
+	}
+	select {
+	case code := <-exit:
+		if code != 0 {
+			t.Errorf("exit code %d; stderr:\n%s", code, stderr.String())
+		}
+	case <-time.After(wait):
+		t.Fatal("dev did not stop")
+	}
+}
+
+func devToken(t *testing.T, addr, user string) string {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/dev/token?user=" + url.QueryEscape(user))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var body struct{ Token string }
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil || resp.StatusCode != http.StatusOK || body.Token == "" {
+		t.Fatalf("dev token for %s: %s, %v", user, resp.Status, err)
+	}
+	return body.Token
+}
+
+// client is a WebSocket client whose frames are read in the background.
+type client struct {
+	user   string
+	ws     *websocket.Conn
+	frames chan map[string]any
+	closed chan error // the error that ended reading
+}
+
+func dial(t *testing.T, addr, token string) *client {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	ws, _, err := websocket.Dial(ctx, "ws://"+addr+"/ws?access_token="+url.QueryEscape(token), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ws.CloseNow() })
+	c := &client{ws: ws, frames: make(chan map[string]any, 64), closed: make(chan error, 1)}
+	go func() {
+		for {
+			_, b, err := ws.Read(context.Background())
+			if err != nil {
+				c.closed <- err
+				return
+			}
+			var f map[string]any
+			if err := json.Unmarshal(b, &f); err != nil {
+				c.closed <- fmt.Errorf("undecodable frame %q: %w", b, err)
+				return
+			}
+			c.frames <- f
+		}
+	}()
+	welcome := c.next(t, "welcome")
+	data, _ := welcome["data"].(map[string]any)
+	c.user, _ = data["user"].(string)
+	if c.user == "" {
+		t.Fatalf("welcome without user: %v", welcome)
+	}
+	return c
+}
+
+func (c *client) send(t *testing.T, frame string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	if err := c.ws.Write(ctx, websocket.MessageText, []byte(frame)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// next returns the next frame of type typ, skipping others.
+func (c *client) next(t *testing.T, typ string) map[string]any {
+	t.Helper()
+	timeout := time.After(wait)
+	for {
+		select {
+		case f := <-c.frames:
+			if f["type"] == typ {
+				return f
+			}
+		case err := <-c.closed:
+			c.closed <- err
+			t.Fatalf("%s: closed waiting for %s: %v", c.user, typ, err)
+		case <-timeout:
+			t.Fatalf("%s: no %s", c.user, typ)
+		}
+	}
+}

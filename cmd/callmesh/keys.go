@@ -1,0 +1,210 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/callmesh/callmesh/gateway"
+)
+
+// Config is everything the subcommands can be told, one field per key of
+// settings. loadConfig fills it; the components get their own configs from
+// it (components.go).
+type Config struct {
+	NATS natsConfig
+	HTTP struct {
+		Addr           string
+		OriginPatterns []string
+	}
+	JWT struct {
+		Alg, Secret, KeyFile, JWKSURL string
+		JWKSRefresh                   time.Duration
+		Issuer, Audience              string
+		Leeway                        time.Duration
+		MaxTokenBytes                 int
+		SigningKeyFile                string
+	}
+	ICE struct {
+		Servers []gateway.ICEServerConfig
+	}
+	Call struct {
+		RingTimeout, ResumeGrace, EndedRetention time.Duration
+	}
+	Presence struct {
+		Heartbeat, TTL, Resync time.Duration
+	}
+	Limits struct {
+		MaxMessageBytes, MaxDataBytes, SendQueue int
+		WriteTimeout, PingInterval               time.Duration
+	}
+	Router struct {
+		Timeout, Attempt time.Duration
+		Workers          int
+	}
+	Log struct {
+		Level, Format string
+	}
+	Dev struct {
+		Gateways int
+		StoreDir string
+		NATSPort int
+		TokenTTL time.Duration
+	}
+}
+
+// natsConfig is where NATS is and how to log in to it.
+type natsConfig struct {
+	URL, Prefix                            string
+	Replicas                               int
+	Creds, User, Password, Token, NKeySeed string
+	TLSCA, TLSCert, TLSKey                 string
+}
+
+// setting is one configuration key. Its default is written as it would be
+// in an environment variable or a flag, and goes through the same parser.
+type setting struct {
+	key   string
+	def   string
+	desc  string
+	field func(*Config) any // pointer to the field the key sets
+}
+
+// settings is the one list of keys: it makes the defaults, the environment
+// mapping, the flags and the `callmesh help config` reference.
+var settings = []setting{
+	{"nats.url", "nats://127.0.0.1:4222", "NATS server URL; comma-separate several for a cluster (dev uses its embedded server)", func(c *Config) any { return &c.NATS.URL }},
+	{"nats.prefix", "callmesh", "prefix of every subject and KV bucket, for clusters shared with other apps", func(c *Config) any { return &c.NATS.Prefix }},
+	{"nats.replicas", "1", "replicas of the KV buckets (3 on a 3-node cluster)", func(c *Config) any { return &c.NATS.Replicas }},
+	{"nats.creds", "", "NATS credentials file (JWT + nkey)", func(c *Config) any { return &c.NATS.Creds }},
+	{"nats.user", "", "NATS user name (with nats.password)", func(c *Config) any { return &c.NATS.User }},
+	{"nats.password", "", "NATS password", func(c *Config) any { return &c.NATS.Password }},
+	{"nats.token", "", "NATS authentication token", func(c *Config) any { return &c.NATS.Token }},
+	{"nats.nkey_seed_file", "", "file holding a NATS nkey seed", func(c *Config) any { return &c.NATS.NKeySeed }},
+	{"nats.tls_ca", "", "PEM file of CAs that sign the NATS server's certificate", func(c *Config) any { return &c.NATS.TLSCA }},
+	{"nats.tls_cert", "", "PEM client certificate for NATS (with nats.tls_key)", func(c *Config) any { return &c.NATS.TLSCert }},
+	{"nats.tls_key", "", "PEM private key of nats.tls_cert", func(c *Config) any { return &c.NATS.TLSKey }},
+
+	{"http.addr", "127.0.0.1:8080", "gateway listen address; dev gateway i listens on port+i, port 0 picks free ports", func(c *Config) any { return &c.HTTP.Addr }},
+	{"http.origin_patterns", "", "browser origins allowed besides the gateway's own (host patterns; dev allows * when empty)", func(c *Config) any { return &c.HTTP.OriginPatterns }},
+
+	{"jwt.alg", "HS256", "the one accepted JWT algorithm: HS256/384/512, RS*, PS*, ES256/384/512 or EdDSA", func(c *Config) any { return &c.JWT.Alg }},
+	{"jwt.secret", "", "HS* shared secret, at least 32 bytes (dev generates one when empty)", func(c *Config) any { return &c.JWT.Secret }},
+	{"jwt.key_file", "", "PEM public key or certificate for RS*/PS*/ES*/EdDSA", func(c *Config) any { return &c.JWT.KeyFile }},
+	{"jwt.jwks_url", "", "JWK Set URL for RS*/PS*/ES*/EdDSA (tokens need a kid)", func(c *Config) any { return &c.JWT.JWKSURL }},
+	{"jwt.jwks_refresh", "5m", "how often the JWK Set is fetched again", func(c *Config) any { return &c.JWT.JWKSRefresh }},
+	{"jwt.issuer", "", "required iss claim (and the iss of minted tokens)", func(c *Config) any { return &c.JWT.Issuer }},
+	{"jwt.audience", "", "required aud claim (and the aud of minted tokens)", func(c *Config) any { return &c.JWT.Audience }},
+	{"jwt.leeway", "30s", "clock skew allowed for exp, nbf and iat", func(c *Config) any { return &c.JWT.Leeway }},
+	{"jwt.max_token_bytes", "8192", "longer tokens are refused unparsed", func(c *Config) any { return &c.JWT.MaxTokenBytes }},
+	{"jwt.signing_key_file", "", "PEM private key for `token` (and dev tokens) with RS*/PS*/ES*/EdDSA", func(c *Config) any { return &c.JWT.SigningKeyFile }},
+
+	{"ice.servers", `[{"urls":["stun:stun.l.google.com:19302"]}]`, "ICE servers for clients: list of {urls, username, credential, secret, ttl}; secret makes per-user TURN REST credentials valid for ttl (default 12h)", func(c *Config) any { return &c.ICE.Servers }},
+
+	{"call.ring_timeout", "30s", "an unanswered call ends with no_answer after this", func(c *Config) any { return &c.Call.RingTimeout }},
+	{"call.resume_grace", "10s", "how long a dropped connection may resume before its calls end", func(c *Config) any { return &c.Call.ResumeGrace }},
+	{"call.ended_retention", "1m", "ended calls are kept this long so retried requests get the same answer", func(c *Config) any { return &c.Call.EndedRetention }},
+
+	{"presence.heartbeat", "1s", "how often a gateway refreshes its liveness key", func(c *Config) any { return &c.Presence.Heartbeat }},
+	{"presence.ttl", "3s", "a gateway silent this long is dead (whole seconds, more than the heartbeat)", func(c *Config) any { return &c.Presence.TTL }},
+	{"presence.resync", "30s", "routers re-read all calls and presence this often, repairing missed watch events", func(c *Config) any { return &c.Presence.Resync }},
+
+	{"limits.max_message_bytes", "65536", "largest client frame (larger: close 1009)", func(c *Config) any { return &c.Limits.MaxMessageBytes }},
+	{"limits.max_data_bytes", "32768", "largest data field of a message (larger: error too_large)", func(c *Config) any { return &c.Limits.MaxDataBytes }},
+	{"limits.send_queue", "256", "frames queued per connection; a client that lets it fill is closed with 4003", func(c *Config) any { return &c.Limits.SendQueue }},
+	{"limits.write_timeout", "5s", "deadline of one frame write", func(c *Config) any { return &c.Limits.WriteTimeout }},
+	{"limits.ping_interval", "25s", "how often the gateway pings each client", func(c *Config) any { return &c.Limits.PingInterval }},
+
+	{"router.timeout", "5s", "a gateway's whole budget for one router request, retries included", func(c *Config) any { return &c.Router.Timeout }},
+	{"router.attempt", "1s", "a gateway's budget for one try of a router request", func(c *Config) any { return &c.Router.Attempt }},
+	{"router.workers", "64", "requests one router handles at once", func(c *Config) any { return &c.Router.Workers }},
+
+	{"log.level", "info", "debug, info, warn or error", func(c *Config) any { return &c.Log.Level }},
+	{"log.format", "text", "text or json", func(c *Config) any { return &c.Log.Format }},
+
+	{"dev.gateways", "1", "dev: how many gateways to run", func(c *Config) any { return &c.Dev.Gateways }},
+	{"dev.store_dir", "", "dev: JetStream directory, kept (default: a temp dir removed on exit)", func(c *Config) any { return &c.Dev.StoreDir }},
+	{"dev.nats_port", "4222", "dev: embedded NATS port on 127.0.0.1; a random one if busy or 0", func(c *Config) any { return &c.Dev.NATSPort }},
+	{"dev.token_ttl", "1h", "dev: lifetime of tokens from /dev/token", func(c *Config) any { return &c.Dev.TokenTTL }},
+}
+
+// Short flag aliases: flag name → key.
+var flagAliases = map[string]string{
+	"http":     "http.addr",
+	"gateways": "dev.gateways",
+}
+
+const (
+	envPrefix = "CALLMESH_"
+	// envConfig names the config file; it is not a key.
+	envConfig = envPrefix + "CONFIG"
+)
+
+// envName is the environment variable of key: CALLMESH_ and the key in
+// upper case with dots as underscores (call.ring_timeout →
+// CALLMESH_CALL_RING_TIMEOUT). The reverse is looked up in envKeys, never
+// computed, because keys hold underscores too.
+func envName(key string) string {
+	return envPrefix + strings.ToUpper(strings.ReplaceAll(key, ".", "_"))
+}
+
+var (
+	byKey   = map[string]*setting{} // key → setting
+	envKeys = map[string]string{}   // environment variable → key
+)
+
+func init() {
+	for i := range settings {
+		s := &settings[i]
+		byKey[s.key] = s
+		env := envName(s.key)
+		if other, dup := envKeys[env]; dup || env == envConfig {
+			panic(fmt.Sprintf("keys %q and %q share the variable %s", s.key, other, env))
+		}
+		envKeys[env] = s.key
+	}
+}
+
+// typeName describes the value a key takes, for the reference.
+func (s *setting) typeName() string {
+	switch s.field(new(Config)).(type) {
+	case *int:
+		return "integer"
+	case *time.Duration:
+		return "duration"
+	case *[]string:
+		return "list"
+	case *[]gateway.ICEServerConfig:
+		return "ICE list"
+	}
+	return "string"
+}
+
+// writeReference prints the configuration reference as markdown, for
+// `callmesh help config` and the README.
+func writeReference(w io.Writer) {
+	fmt.Fprint(w, `Every key can be set in the YAML file (--config path or CALLMESH_CONFIG; nested maps
+or dotted keys), in the environment (CALLMESH_ and the key in upper case, dots as
+underscores) and as a flag named like the key (--call.ring_timeout 5s). Later wins:
+defaults < file < environment < flags. An unknown CALLMESH_ variable or file key is
+an error. Durations are written like 30s, 1m or 1h30m. A list is a YAML list, or in
+the environment and flags a JSON array or a comma-separated string. ice.servers is
+a YAML list, or JSON in the environment and flags, e.g.
+CALLMESH_ICE_SERVERS='[{"urls":["turn:turn.example.com:3478"],"secret":"s","ttl":"1h"}]'.
+Short flags: --http = --http.addr, --gateways = --dev.gateways.
+
+| key | type | default | environment | description |
+|---|---|---|---|---|
+`)
+	for _, s := range settings {
+		def := "`" + s.def + "`"
+		if s.def == "" {
+			def = ""
+		}
+		fmt.Fprintf(w, "| `%s` | %s | %s | `%s` | %s |\n",
+			s.key, s.typeName(), mdEscape(def), envName(s.key), mdEscape(s.desc))
+	}
+}
+
+func mdEscape(s string) string { return strings.ReplaceAll(s, "|", `\|`) }

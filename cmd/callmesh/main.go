@@ -1,0 +1,130 @@
+// Command callmesh runs the callmesh WebRTC signaling mesh: gateways that
+// hold the clients' WebSockets and routers that own the calls, talking over
+// NATS. `callmesh dev` runs all of it in one process.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	go func() {
+		<-ctx.Done()
+		stop() // a second Ctrl-C kills at once
+	}()
+	os.Exit(Run(ctx, os.Args[1:], os.Environ(), os.Stdout, os.Stderr))
+}
+
+// commands are the subcommands that take configuration, with their
+// one-line descriptions.
+var commands = []struct{ name, args, desc string }{
+	{"dev", "", "everything in one process: embedded NATS, a router and dev.gateways gateways"},
+	{"gateway", "", "serve one WebSocket gateway on http.addr, connected to nats.url"},
+	{"router", "", "run one router (calls, ring timeouts, dead-gateway cleanup) on nats.url"},
+	{"token", " --user NAME [--ttl 1h] [--kid ID]", "mint a JWT with the configured key and print it"},
+}
+
+func usage(w io.Writer) {
+	fmt.Fprint(w, "callmesh — WebRTC call signaling mesh on NATS\n\nusage: callmesh <command> [flags]\n\ncommands:\n")
+	for _, c := range commands {
+		fmt.Fprintf(w, "  %-9s %s\n", c.name, c.desc)
+	}
+	fmt.Fprint(w, `  version   print the version
+  help      this text; "callmesh help config" prints the configuration reference
+
+Every command takes --config FILE (YAML; or $CALLMESH_CONFIG) and one flag per
+configuration key, named like it: callmesh dev --call.ring_timeout 10s.
+Precedence: defaults < file < CALLMESH_* environment < flags.
+`)
+}
+
+// Run runs the command line args (without the program name) with the
+// environment environ, and returns the exit code: 0 on success (also after
+// ctx is cancelled, the way to stop a server), 2 for usage and config
+// errors, 1 for anything else.
+func Run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		usage(stderr)
+		return 2
+	}
+	cmd, args := args[0], args[1:]
+	switch cmd {
+	case "help", "-h", "-help", "--help":
+		if len(args) > 0 && args[0] == "config" {
+			writeReference(stdout)
+		} else {
+			usage(stdout)
+		}
+		return 0
+	case "version":
+		printVersion(stdout)
+		return 0
+	}
+	err := runCommand(ctx, cmd, args, environ, stdout, stderr)
+	var ce configError
+	switch {
+	case err == nil || errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.As(err, &ce):
+		fmt.Fprintf(stderr, "callmesh %s: %v\n", cmd, err)
+		return 2
+	default:
+		fmt.Fprintf(stderr, "callmesh %s: %v\n", cmd, err)
+		return 1
+	}
+}
+
+// runCommand parses the flags of cmd, loads the config and runs cmd.
+func runCommand(ctx context.Context, cmd string, args, environ []string, stdout, stderr io.Writer) error {
+	var desc, extra string
+	for _, c := range commands {
+		if c.name == cmd {
+			desc, extra = c.desc, c.args
+		}
+	}
+	if desc == "" {
+		usage(stderr)
+		return configErrorf("unknown command %q", cmd)
+	}
+	fs := flag.NewFlagSet("callmesh "+cmd, flag.ContinueOnError)
+	fs.SetOutput(io.Discard) // errors are reported by Run, help below
+	fv := addConfigFlags(fs)
+	var tf tokenFlags
+	if cmd == "token" {
+		tf = addTokenFlags(fs)
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintf(stdout, "usage: callmesh %s%s [flags]\n\n%s.\n\n", cmd, extra, desc)
+			fmt.Fprint(stdout, "Flags: --config FILE, and --KEY VALUE for every configuration key (\"callmesh help config\");\n--http is short for --http.addr, --gateways for --dev.gateways.\n")
+			return err
+		}
+		return configErrorf("%w (see callmesh %s -h)", err, cmd)
+	}
+	if fs.NArg() > 0 {
+		return configErrorf("unexpected argument %q (see callmesh %s -h)", fs.Arg(0), cmd)
+	}
+	cfg, err := loadConfig(fv, environ)
+	if err != nil {
+		return err
+	}
+	log := newLogger(cfg, stderr)
+	switch cmd {
+	case "dev":
+		return runDev(ctx, cfg, log, stdout)
+	case "gateway":
+		return runGateway(ctx, cfg, log)
+	case "router":
+		return runRouter(ctx, cfg, log)
+	default:
+		return runToken(cfg, tf, stdout)
+	}
+}

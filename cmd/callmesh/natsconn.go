@@ -1,0 +1,104 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+)
+
+// connectNATS opens the NATS connection of one component (role: gateway,
+// router) to n.URL with n's credentials. It reconnects forever and fast: a gateway or router is useless
+// without NATS, and presence gives a silent gateway only presence.ttl (3 s)
+// before its clients' calls start ending.
+func connectNATS(n natsConfig, role string, log *slog.Logger) (*nats.Conn, error) {
+	log = log.With("component", "nats", "role", role)
+	opts := []nats.Option{
+		nats.Name("callmesh-" + role),
+		// Never give up: an orchestrator restarting NATS must not leave
+		// gateways and routers that have stopped trying.
+		nats.MaxReconnects(-1),
+		// Retry a lost server quickly, with jitter so a whole fleet does not
+		// reconnect in lockstep.
+		nats.ReconnectWait(250 * time.Millisecond),
+		nats.ReconnectJitter(250*time.Millisecond, time.Second),
+		// Dial timeout of each attempt.
+		nats.Timeout(2 * time.Second),
+		// Notice a dead TCP connection (no RST: host down, network split)
+		// within about 10 s instead of the default 4 minutes.
+		nats.PingInterval(5 * time.Second),
+		nats.MaxPingsOutstanding(2),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil { // nil: closed by us
+				log.Warn("nats disconnected", "err", err)
+			}
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) {
+			log.Info("nats reconnected", "url", nc.ConnectedUrlRedacted(), "server", nc.ConnectedServerName())
+		}),
+		nats.ClosedHandler(func(nc *nats.Conn) {
+			if err := nc.LastError(); err != nil {
+				log.Warn("nats connection closed", "err", err)
+				return
+			}
+			log.Debug("nats connection closed")
+		}),
+		// The gateway installs its own handler (gateway.New); this one is
+		// the router's.
+		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+			subject := ""
+			if sub != nil {
+				subject = sub.Subject
+			}
+			log.Warn("nats async error", "subject", subject, "err", err)
+		}),
+	}
+
+	switch {
+	case n.Creds != "":
+		opts = append(opts, nats.UserCredentials(n.Creds))
+	case n.User != "":
+		opts = append(opts, nats.UserInfo(n.User, n.Password))
+	case n.Token != "":
+		opts = append(opts, nats.Token(n.Token))
+	case n.NKeySeed != "":
+		opt, err := nats.NkeyOptionFromSeed(n.NKeySeed)
+		if err != nil {
+			return nil, configErrorf("nats.nkey_seed_file: %w", err)
+		}
+		opts = append(opts, opt)
+	}
+	if n.TLSCA != "" {
+		opts = append(opts, nats.RootCAs(n.TLSCA))
+	}
+	if n.TLSCert != "" {
+		opts = append(opts, nats.ClientCert(n.TLSCert, n.TLSKey))
+	}
+
+	nc, err := nats.Connect(n.URL, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("connect to nats (%s): %w", redactURLs(n.URL), err)
+	}
+	log.Info("nats connected", "url", nc.ConnectedUrlRedacted(), "server", nc.ConnectedServerName())
+	return nc, nil
+}
+
+// redactURLs hides the passwords in a comma-separated list of URLs.
+func redactURLs(urls string) string {
+	parts := strings.Split(urls, ",")
+	for i, p := range parts {
+		if u, err := url.Parse(strings.TrimSpace(p)); err == nil {
+			parts[i] = u.Redacted()
+		}
+	}
+	return strings.Join(parts, ",")
+}
+
+// closeNATS flushes what nc still holds and closes it.
+func closeNATS(nc *nats.Conn) {
+	_ = nc.FlushTimeout(time.Second)
+	nc.Close()
+}
