@@ -8,10 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-
-	"github.com/callmesh/callmesh/internal/embednats"
+	"github.com/callmesh/callmesh/internal/natstest"
 	"github.com/callmesh/callmesh/messages"
 )
 
@@ -19,22 +16,8 @@ var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
 func open(t *testing.T) *Registry {
 	t.Helper()
-	srv, err := embednats.Start(embednats.Options{Port: -1, StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Shutdown)
-	nc, err := nats.Connect(srv.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
 	names, _ := messages.NewNames("test")
-	reg, err := Open(t.Context(), js, names, 1)
+	reg, err := Open(t.Context(), natstest.JetStream(t), names, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -57,17 +40,6 @@ func (e *evictions) has(conn string) bool {
 	defer e.mu.Unlock()
 	_, ok := e.seen[conn]
 	return ok
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 func TestRegisterAcrossGateways(t *testing.T) {
@@ -130,7 +102,7 @@ func TestMonitorEvictsDeadGateway(t *testing.T) {
 	defer stop()
 	go NewMonitor(reg, 300*time.Millisecond, time.Second, ev.evict, quiet).Run(mctx)
 
-	waitFor(t, "eviction of the dead gateway's connection", func() bool { return ev.has("c-dead") })
+	natstest.Eventually(t, "eviction of the dead gateway's connection", func() bool { return ev.has("c-dead") })
 	// Let the live gateway outlive several TTLs: heartbeats must keep its key.
 	deadline := time.Now().Add(3 * time.Second)
 	for time.Now().Before(deadline) {
@@ -159,5 +131,5 @@ func TestRetireStartsGrace(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Well before the 30 s TTL.
-	waitFor(t, "eviction after retire", func() bool { return ev.has("c1") })
+	natstest.Eventually(t, "eviction after retire", func() bool { return ev.has("c1") })
 }

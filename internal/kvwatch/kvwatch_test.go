@@ -8,10 +8,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/callmesh/callmesh/internal/embednats"
+	"github.com/callmesh/callmesh/internal/natstest"
 )
 
 // view is a Handler that keeps the bucket's live keys, as a real one would.
@@ -46,29 +45,8 @@ func (v *view) get(key string) (string, bool) {
 	return val, ok
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 func TestRunFollowsAndResyncs(t *testing.T) {
-	srv, err := embednats.Start(embednats.Options{Port: -1, StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Shutdown()
-	nc, err := nats.Connect(srv.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
+	js := natstest.JetStream(t)
 	ctx := t.Context()
 	kv, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "w"})
 	if err != nil {
@@ -82,14 +60,14 @@ func TestRunFollowsAndResyncs(t *testing.T) {
 	defer cancel()
 	go Run(rctx, kv, "a.*", time.Second, v, slog.New(slog.NewTextHandler(io.Discard, nil)))
 
-	waitFor(t, "initial sync", func() bool { val, ok := v.get("a.1"); return ok && val == "before" })
+	natstest.Eventually(t, "initial sync", func() bool { val, ok := v.get("a.1"); return ok && val == "before" })
 	if _, ok := v.get("b.1"); ok {
 		t.Fatal("a key outside the filter reached the handler")
 	}
 	// Live updates and deletes.
 	_, _ = kv.Put(ctx, "a.2", []byte("live"))
 	_ = kv.Delete(ctx, "a.1")
-	waitFor(t, "live update", func() bool {
+	natstest.Eventually(t, "live update", func() bool {
 		_, gone := v.get("a.1")
 		val, ok := v.get("a.2")
 		return !gone && ok && val == "live"
@@ -99,7 +77,7 @@ func TestRunFollowsAndResyncs(t *testing.T) {
 	delete(v.keys, "a.2")
 	v.keys["a.ghost"] = "never existed"
 	v.mu.Unlock()
-	waitFor(t, "resync repairs the view", func() bool {
+	natstest.Eventually(t, "resync repairs the view", func() bool {
 		_, ghost := v.get("a.ghost")
 		_, ok := v.get("a.2")
 		return !ghost && ok

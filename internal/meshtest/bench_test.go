@@ -39,12 +39,7 @@ func BenchmarkCallSetup(b *testing.B) {
 func BenchmarkSignalRelay(b *testing.B) {
 	m := Start(b, Options{})
 	alice, bob := m.Dial(0, "alice"), m.Dial(1, "bob")
-	call := alice.Invite("bob")
-	alice.Expect(messages.TypeRinging)
-	bob.Expect(messages.TypeIncoming)
-	bob.Do(messages.TypeAccept, call)
-	bob.Expect(messages.TypeAccepted)
-	alice.Expect(messages.TypeAccepted)
+	call := Establish(alice, bob)
 	frame := messages.Encode(&messages.Envelope{Type: messages.TypeSignal, Call: call,
 		Data: json.RawMessage(`{"candidate":"candidate:1 1 udp 2122260223 192.0.2.1 54400 typ host","sdpMid":"0"}`)})
 	window := make(chan struct{}, 64)

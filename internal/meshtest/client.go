@@ -11,12 +11,13 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/callmesh/callmesh/internal/natstest"
 	"github.com/callmesh/callmesh/messages"
 )
 
 // Wait bounds how long a client waits for an expected frame. It is a
 // deadline for failing, never a timing being asserted.
-const Wait = 10 * time.Second
+const Wait = natstest.Wait
 
 // Client is a real WebSocket client of a gateway.
 type Client struct {
@@ -197,3 +198,18 @@ func (c *Client) Do(typ, call string) {
 
 // Drop closes the socket without bye, as a lost network would.
 func (c *Client) Drop() { c.WS.CloseNow() }
+
+// Establish has caller invite callee and callee accept, and returns the call
+// once both sides have their accepted.
+func Establish(caller, callee *Client) string {
+	caller.t.Helper()
+	call := caller.Invite(callee.User)
+	caller.Expect(messages.TypeRinging)
+	if in := callee.Expect(messages.TypeIncoming); in.Call != call {
+		caller.t.Fatalf("%s: incoming for %s, invited %s", callee, in.Call, call)
+	}
+	callee.Do(messages.TypeAccept, call)
+	callee.Expect(messages.TypeAccepted)
+	caller.Expect(messages.TypeAccepted)
+	return call
+}

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/callmesh/callmesh/internal/natstest"
 	"github.com/callmesh/callmesh/messages"
 )
 
@@ -64,12 +65,7 @@ func TestDisconnects(t *testing.T) {
 	t.Run("party drops in a call", func(t *testing.T) {
 		m := mesh.For(t)
 		alice, bob, carol := m.Dial(0, "alice"), m.Dial(1, "bob"), m.Dial(1, "carol")
-		call := alice.Invite("bob")
-		alice.Expect(messages.TypeRinging)
-		bob.Expect(messages.TypeIncoming)
-		bob.Do(messages.TypeAccept, call)
-		bob.Expect(messages.TypeAccepted)
-		alice.Expect(messages.TypeAccepted)
+		call := Establish(alice, bob)
 		bob.Drop()
 		alice.ExpectEnded(call, messages.ReasonDisconnected)
 		// alice is free at once.
@@ -86,7 +82,7 @@ func TestDisconnects(t *testing.T) {
 		laptop.Expect(messages.TypeIncoming)
 		leaves := m.RouterRequests(messages.OpLeave)
 		phone.Drop()
-		WaitFor(t, "the router hears the phone left", func() error {
+		natstest.WaitFor(t, "the router hears the phone left", func() error {
 			if n := m.RouterRequests(messages.OpLeave); n <= leaves {
 				return fmt.Errorf("%d leave requests", n)
 			}
@@ -115,12 +111,7 @@ func TestDisconnects(t *testing.T) {
 func TestGatewayCrash(t *testing.T) {
 	m := Start(t, Options{Gateways: 3})
 	alice, bob := m.Dial(0, "alice"), m.Dial(1, "bob")
-	call := alice.Invite("bob")
-	alice.Expect(messages.TypeRinging)
-	bob.Expect(messages.TypeIncoming)
-	bob.Do(messages.TypeAccept, call)
-	bob.Expect(messages.TypeAccepted)
-	alice.Expect(messages.TypeAccepted)
+	call := Establish(alice, bob)
 
 	m.Gateways[1].Crash()
 	alice.ExpectEnded(call, messages.ReasonDisconnected)

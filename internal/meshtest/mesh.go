@@ -22,7 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/callmesh/callmesh/gateway"
-	"github.com/callmesh/callmesh/internal/embednats"
+	"github.com/callmesh/callmesh/internal/natstest"
 	"github.com/callmesh/callmesh/messages"
 	"github.com/callmesh/callmesh/router"
 )
@@ -77,13 +77,8 @@ func Start(t testing.TB, opts Options) *Mesh {
 	if opts.ResumeGrace == 0 {
 		opts.ResumeGrace = 300 * time.Millisecond
 	}
-	srv, err := embednats.Start(embednats.Options{Port: -1, StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
 	names, _ := messages.NewNames(messages.DefaultPrefix)
-	m := &Mesh{t: t, opts: opts, NATS: srv, names: names, metrics: prometheus.NewRegistry()}
-	t.Cleanup(srv.Shutdown)
+	m := &Mesh{t: t, opts: opts, NATS: natstest.Server(t), names: names, metrics: prometheus.NewRegistry()}
 	m.nc = m.Connect("test")
 	for range opts.Routers {
 		m.AddRouter()
@@ -103,13 +98,7 @@ func (m *Mesh) For(t testing.TB) *Mesh {
 
 // Connect opens a NATS connection to the mesh's server, closed with the test.
 func (m *Mesh) Connect(name string) *nats.Conn {
-	m.t.Helper()
-	nc, err := nats.Connect(m.NATS.ClientURL(), nats.Name(name))
-	if err != nil {
-		m.t.Fatal(err)
-	}
-	m.t.Cleanup(nc.Close)
-	return nc
+	return natstest.Connect(m.t, m.NATS, name)
 }
 
 // quietLogger discards logs unless CALLMESH_TEST_LOG is set.
@@ -247,20 +236,4 @@ func (m *Mesh) RouterRequests(op string) int {
 		}
 	}
 	return int(total)
-}
-
-// WaitFor polls cond until it returns nil, failing the test after Wait.
-func WaitFor(t testing.TB, what string, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(Wait)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: %v", what, err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
