@@ -221,14 +221,15 @@ func (c *conn) closeWith(code websocket.StatusCode, reason string) {
 // shutdown closes the connection because the gateway is going away.
 func (c *conn) shutdown() { c.closeWith(messages.CloseGoingAway, "server shutting down") }
 
-// setExpiry (re)arms the close at the token's expiry.
+// setExpiry (re)arms the close at the token's expiry, with the same leeway
+// that verification allows.
 func (c *conn) setExpiry(at time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.expiry != nil {
 		c.expiry.Stop()
 	}
-	c.expiry = time.AfterFunc(time.Until(at), func() { c.closeWith(messages.CloseTokenExpired, "token expired") })
+	c.expiry = time.AfterFunc(time.Until(at.Add(c.s.cfg.Auth.Leeway)), func() { c.closeWith(messages.CloseTokenExpired, "token expired") })
 }
 
 func (c *conn) stopExpiry() {

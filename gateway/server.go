@@ -158,6 +158,14 @@ func (s *Server) subscribe(c *conn) error {
 			u.err = s.nc.FlushTimeout(s.cfg.RouterAttempt)
 			s.mu.Lock()
 		}
+		if u.err != nil { // forget it, so the user's next connection tries again
+			if s.users[subject] == u {
+				delete(s.users, subject)
+			}
+			if u.sub != nil {
+				_ = u.sub.Unsubscribe()
+			}
+		}
 		close(u.ready)
 	}
 	u.conns[c.id] = c

@@ -36,10 +36,14 @@ type Router struct {
 	presence *presence.Registry
 	timers   *ringTimers
 
-	cancel context.CancelFunc
-	sub    *nats.Subscription
-	work   chan *nats.Msg
-	wg     sync.WaitGroup
+	cancel   context.CancelFunc // stops the watchers and timers
+	sub      *nats.Subscription
+	work     chan *nats.Msg
+	stopWork chan struct{} // closed by Shutdown: workers drain work and exit
+	workers  sync.WaitGroup
+	wg       sync.WaitGroup // the watchers
+	stopOnce sync.Once
+	stopped  chan struct{} // closed when Shutdown has finished; set in stopOnce
 }
 
 // New validates cfg and returns a router using nc.
@@ -77,17 +81,10 @@ func (r *Router) Start(ctx context.Context) error {
 	r.goRun(func() { monitor.Run(bg) })
 
 	r.work = make(chan *nats.Msg, 4*r.cfg.Workers)
+	r.stopWork = make(chan struct{})
 	for range r.cfg.Workers {
-		r.goRun(func() {
-			for {
-				select {
-				case <-bg.Done():
-					return
-				case m := <-r.work:
-					r.handle(bg, m)
-				}
-			}
-		})
+		r.workers.Add(1)
+		go r.worker(bg)
 	}
 	r.sub, err = r.nc.ChanQueueSubscribe(r.names.RouterSubject(), r.names.RouterQueue(), r.work)
 	if err != nil {
@@ -101,23 +98,54 @@ func (r *Router) Start(ctx context.Context) error {
 	return nil
 }
 
+// worker handles requests until Shutdown, then finishes the ones already
+// queued.
+func (r *Router) worker(ctx context.Context) {
+	defer r.workers.Done()
+	for {
+		select {
+		case m := <-r.work:
+			r.handle(ctx, m)
+		case <-r.stopWork:
+			for {
+				select {
+				case m := <-r.work:
+					r.handle(ctx, m)
+				default:
+					return
+				}
+			}
+		}
+	}
+}
+
 func (r *Router) goRun(f func()) {
 	r.wg.Add(1)
 	go func() { defer r.wg.Done(); f() }()
 }
 
-// Shutdown stops taking requests, lets the workers finish the ones they hold
-// and stops the watchers. Requests still queued are left to the gateways'
-// retries, which reach another router.
+// Shutdown stops taking requests, finishes the ones it has taken, then
+// stops the watchers and timers (other routers fire those). It may be called
+// more than once.
 func (r *Router) Shutdown(ctx context.Context) error {
 	if r.sub != nil {
 		_ = r.sub.Unsubscribe()
 	}
-	if r.cancel != nil {
-		r.cancel()
-	}
-	done := make(chan struct{})
-	go func() { r.wg.Wait(); close(done) }()
+	r.stopOnce.Do(func() {
+		r.stopped = make(chan struct{})
+		go func() {
+			if r.stopWork != nil {
+				close(r.stopWork)
+				r.workers.Wait()
+			}
+			if r.cancel != nil {
+				r.cancel()
+			}
+			r.wg.Wait()
+			close(r.stopped)
+		}()
+	})
+	done := r.stopped
 	select {
 	case <-done:
 		if r.timers != nil { // nil when Start failed early
@@ -193,31 +221,41 @@ func (r *Router) invite(ctx context.Context, req *messages.Request) (messages.Re
 		return Decide(c, Event{Kind: Invite}).Reply, nil
 	}
 	rev, err := r.store.Create(ctx, c)
-	if errors.Is(err, ErrExists) {
-		c, rev, err = r.store.Call(ctx, req.Call)
-		if err == nil && (c == nil || c.Caller != req.User || c.CallerConn != req.Conn) {
-			return messages.Reply{Code: messages.CodeBadRequest, Message: "call id in use"}, nil
-		}
-	}
-	if err != nil {
+	if err != nil && !errors.Is(err, ErrExists) {
 		return messages.Reply{}, err
 	}
-	ev := Event{Kind: Invite}
-	if c.State == Ringing {
-		if ev, err = r.inviteFacts(ctx, c); err != nil {
-			return messages.Reply{}, err
+	for range casAttempts {
+		if rev == 0 { // a retry, or a lost race: decide from what is stored
+			if c, rev, err = r.store.Call(ctx, req.Call); err != nil {
+				return messages.Reply{}, err
+			}
+			if c == nil || c.Caller != req.User || c.CallerConn != req.Conn {
+				return messages.Reply{Code: messages.CodeBadRequest, Message: "call id in use"}, nil
+			}
 		}
-	}
-	out := Decide(c, ev)
-	if out.Next != nil {
-		if err := r.store.Update(ctx, out.Next, rev); err != nil && !errors.Is(err, ErrConflict) {
-			return messages.Reply{}, err
+		ev := Event{Kind: Invite}
+		if c.State == Ringing {
+			if ev, err = r.inviteFacts(ctx, c); err != nil {
+				return messages.Reply{}, err
+			}
 		}
-		// On a conflict the ring timer ended the call first; its outcome stands.
-		r.release(ctx, out.Next)
+		out := Decide(c, ev)
+		if out.Next != nil {
+			err := r.store.Update(ctx, out.Next, rev)
+			if errors.Is(err, ErrConflict) {
+				r.metrics.retries.Inc()
+				rev = 0
+				continue
+			}
+			if err != nil {
+				return messages.Reply{}, err
+			}
+			r.release(ctx, out.Next)
+		}
+		r.publish(out.Effects)
+		return out.Reply, nil
 	}
-	r.publish(out.Effects)
-	return out.Reply, nil
+	return messages.Reply{}, errors.New("router: too many conflicting writes")
 }
 
 // inviteFacts claims the busy locks of a ringing call's parties and reads the

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
@@ -92,4 +93,48 @@ func TestBadTokens(t *testing.T) {
 		t.Fatalf("RS256 token by header: %v", err)
 	}
 	ws.CloseNow()
+}
+
+// A session whose token expires is closed with 4002; refresh with a token
+// of the same user keeps it open, one of another user is refused.
+func TestTokenExpiryAndRefresh(t *testing.T) {
+	m := Start(t, Options{Gateways: 1, Routers: 1, Gateway: func(c *gateway.Config) { c.Auth.Leeway = 0 }})
+	short := func(user string) string {
+		tok, err := gateway.Mint(gateway.MintConfig{Alg: "HS256", Secret: Secret}, user, time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+	expiring, _, err := m.DialRaw(0, short("alice"), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code := expiring.ExpectClosed(); code != messages.CloseTokenExpired {
+		t.Fatalf("closed with %d, want %d", code, messages.CloseTokenExpired)
+	}
+
+	refreshed, _, err := m.DialRaw(0, short("bob"), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	refresh := func(id, token string) {
+		refreshed.Send(&messages.Envelope{Type: messages.TypeRefresh, ID: id, Data: json.RawMessage(`{"token":"` + token + `"}`)})
+	}
+	refresh("r1", m.Token("mallory"))
+	refreshed.ExpectError("r1", messages.CodeForbidden)
+	refresh("r2", "garbage")
+	refreshed.ExpectError("r2", messages.CodeForbidden)
+	refresh("r3", m.Token("bob")) // an hour
+	refreshed.ExpectAck("r3")
+	// Well past the first token's expiry the session still answers.
+	deadline := time.Now().Add(2500 * time.Millisecond)
+	for i := 0; time.Now().Before(deadline); i++ {
+		id := "p" + strconv.Itoa(i)
+		refreshed.Send(&messages.Envelope{Type: messages.TypePing, ID: id})
+		if e := refreshed.Expect(messages.TypePong); e.ID != id {
+			t.Fatalf("pong %s, want %s", e.ID, id)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
