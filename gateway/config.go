@@ -48,6 +48,9 @@ type Config struct {
 	// OriginPatterns lists the browser origins (host patterns, as in
 	// coder/websocket AcceptOptions) allowed besides the gateway's own.
 	OriginPatterns []string
+	// Demo serves the demo page at / (the client library /callmesh.js is
+	// always served).
+	Demo bool
 	// DevTokens, when set, serves GET /dev/token?user=NAME minting tokens
 	// with it. For `callmesh dev` only: anyone can become anyone.
 	DevTokens *MintConfig

@@ -112,6 +112,7 @@ func New(ctx context.Context, cfg Config, nc *nats.Conn) (*Server, error) {
 	if cfg.DevTokens != nil {
 		s.mux.HandleFunc("GET /dev/token", s.serveDevToken)
 	}
+	s.serveWeb(cfg.Demo)
 	s.log.Info("gateway started")
 	return s, nil
 }
@@ -119,8 +120,8 @@ func New(ctx context.Context, cfg Config, nc *nats.Conn) (*Server, error) {
 // ID returns the gateway's id, as recorded in presence.
 func (s *Server) ID() string { return s.id }
 
-// Handler returns the gateway's HTTP handler: /ws, /healthz, and /metrics
-// and /dev/token where configured.
+// Handler returns the gateway's HTTP handler: /ws, /healthz, /callmesh.js,
+// and /metrics, /dev/token and the demo page (/, /demo/) where configured.
 func (s *Server) Handler() http.Handler { return s.mux }
 
 // Mux returns the gateway's mux, so a caller can add pages (the demo).

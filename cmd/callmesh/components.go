@@ -54,6 +54,7 @@ func (c *Config) gatewayConfig(log *slog.Logger, metrics prometheus.Registerer) 
 		RouterTimeout:   c.Router.Timeout,
 		RouterAttempt:   c.Router.Attempt,
 		OriginPatterns:  c.HTTP.OriginPatterns,
+		Demo:            c.HTTP.Demo,
 		DevTokenTTL:     c.Dev.TokenTTL,
 		Replicas:        c.NATS.Replicas,
 		Logger:          log,

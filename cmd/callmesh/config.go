@@ -204,6 +204,8 @@ func setField(dst, raw any) error {
 		*p, err = asString(raw)
 	case *int:
 		*p, err = asInt(raw)
+	case *bool:
+		*p, err = asBool(raw)
 	case *time.Duration:
 		*p, err = asDuration(raw)
 	case *[]string:
@@ -255,6 +257,20 @@ func asInt(raw any) (int, error) {
 		return 0, fmt.Errorf("%d is negative", n)
 	}
 	return n, nil
+}
+
+func asBool(raw any) (bool, error) {
+	switch v := raw.(type) {
+	case bool:
+		return v, nil
+	case string:
+		b, err := strconv.ParseBool(strings.TrimSpace(v))
+		if err != nil {
+			return false, fmt.Errorf("%q is not true or false", v)
+		}
+		return b, nil
+	}
+	return false, fmt.Errorf("want true or false, got %T", raw)
 }
 
 func asDuration(raw any) (time.Duration, error) {

@@ -54,6 +54,7 @@ type devGateway struct {
 // runDev runs the mesh until ctx is done, then stops it: gateways first
 // (clients get close 1001), then their HTTP servers, the router and NATS.
 func runDev(ctx context.Context, cfg *Config, log *slog.Logger, out io.Writer) error {
+	cfg.HTTP.Demo = true // dev always serves the demo page
 	mint, generated, err := devAuth(cfg)
 	if err != nil {
 		return err
@@ -249,7 +250,7 @@ func (m *devMesh) printBanner(w io.Writer, cfg *Config, mint *gateway.MintConfig
 	fmt.Fprintf(w, "  router      1, prefix %q\n", cfg.NATS.Prefix)
 	for i, g := range m.gateways {
 		addr := displayAddr(g.ln.Addr())
-		fmt.Fprintf(w, "  gateway %-3d ws://%s/ws  http://%s  (/healthz, /metrics)\n", i, addr, addr)
+		fmt.Fprintf(w, "  gateway %-3d ws://%s/ws  http://%s  (demo page; /healthz, /metrics)\n", i, addr, addr)
 	}
 	first := "http://" + displayAddr(m.gateways[0].ln.Addr())
 	if mint == nil {

@@ -17,6 +17,7 @@ type Config struct {
 	HTTP struct {
 		Addr           string
 		OriginPatterns []string
+		Demo           bool
 	}
 	JWT struct {
 		Alg, Secret, KeyFile, JWKSURL string
@@ -87,6 +88,7 @@ var settings = []setting{
 	{"nats.tls_key", "", "PEM private key of nats.tls_cert", func(c *Config) any { return &c.NATS.TLSKey }},
 
 	{"http.addr", "127.0.0.1:8080", "gateway listen address; dev gateway i listens on port+i, port 0 picks free ports", func(c *Config) any { return &c.HTTP.Addr }},
+	{"http.demo", "false", "serve the demo page at / (dev always does); /callmesh.js is always served", func(c *Config) any { return &c.HTTP.Demo }},
 	{"http.origin_patterns", "", "browser origins allowed besides the gateway's own (host patterns; dev allows * when empty)", func(c *Config) any { return &c.HTTP.OriginPatterns }},
 
 	{"jwt.alg", "HS256", "the one accepted JWT algorithm: HS256/384/512, RS*, PS*, ES256/384/512 or EdDSA", func(c *Config) any { return &c.JWT.Alg }},
@@ -171,6 +173,8 @@ func (s *setting) typeName() string {
 	switch s.field(new(Config)).(type) {
 	case *int:
 		return "integer"
+	case *bool:
+		return "boolean"
 	case *time.Duration:
 		return "duration"
 	case *[]string:

@@ -1,0 +1,1 @@
+// callmesh browser client: written in a later commit.
