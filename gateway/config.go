@@ -36,6 +36,24 @@ type Config struct {
 	// SendQueue is the per-connection queue of outgoing frames; a client
 	// that lets it fill is closed with 4003.
 	SendQueue int
+	// MessageRate and MessageBurst are each connection's token bucket for
+	// client messages: beyond it a message is refused with rate_limited, and
+	// a connection that keeps sending into a refusing bucket (more than
+	// MessageBurst refusals beyond a trickle) is closed with 1008.
+	MessageRate  float64
+	MessageBurst int
+	// InviteRate and InviteBurst bound the invites of one user on one
+	// gateway (refused with rate_limited).
+	InviteRate  float64
+	InviteBurst int
+	// MaxConnsPerUser bounds a user's connections across the mesh: a
+	// connection over it is closed with 4004 (the newest is refused). The
+	// count is read from presence, so simultaneous connects may overshoot by
+	// a few. 0 means no limit.
+	MaxConnsPerUser int
+	// MaxConns bounds this gateway's connections: over it, /ws answers 503
+	// before the upgrade. 0 means no limit.
+	MaxConns int
 	// WriteTimeout bounds one frame write.
 	WriteTimeout time.Duration
 	// PingInterval is how often the gateway pings each client to notice dead
@@ -78,9 +96,11 @@ type ICEServerConfig struct {
 }
 
 // DefaultConfig returns the defaults: HS256 auth with 30 s leeway (a secret
-// must still be set), Google's public STUN server, 30 s ring timeout, 10 s resume grace,
-// 1 s heartbeat with 3 s TTL, 64 KiB frames, 32 KiB data, 256 queued
-// frames, 5 s write timeout, 25 s pings, 5 s router budget (1 s a try).
+// must still be set), Google's public STUN server, 30 s ring timeout, 10 s
+// resume grace, 1 s heartbeat with 3 s TTL, 64 KiB frames, 32 KiB data, 256
+// queued frames, 50 messages/s (burst 200) and 1 invite/s (burst 10), 10
+// connections per user, 100 000 per gateway, 5 s write timeout, 25 s pings,
+// 5 s router budget (1 s a try).
 func DefaultConfig() Config {
 	return Config{
 		Prefix:          messages.DefaultPrefix,
@@ -93,6 +113,12 @@ func DefaultConfig() Config {
 		MaxMessageBytes: 64 << 10,
 		MaxDataBytes:    messages.DefaultMaxData,
 		SendQueue:       256,
+		MessageRate:     50,
+		MessageBurst:    200,
+		InviteRate:      1,
+		InviteBurst:     10,
+		MaxConnsPerUser: 10,
+		MaxConns:        100_000,
 		WriteTimeout:    5 * time.Second,
 		PingInterval:    25 * time.Second,
 		RouterTimeout:   5 * time.Second,
@@ -125,6 +151,12 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxDataBytes < 1 || int64(c.MaxDataBytes) > c.MaxMessageBytes {
 		errs = append(errs, errors.New("max data bytes must be positive and at most max message bytes"))
+	}
+	if c.MessageRate <= 0 || c.MessageBurst < 1 || c.InviteRate <= 0 || c.InviteBurst < 1 {
+		errs = append(errs, errors.New("message and invite rates and bursts must be positive"))
+	}
+	if c.MaxConnsPerUser < 0 || c.MaxConns < 0 {
+		errs = append(errs, errors.New("connection limits must not be negative"))
 	}
 	if c.SendQueue < 8 {
 		errs = append(errs, errors.New("send queue must be at least 8"))

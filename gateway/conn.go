@@ -9,6 +9,7 @@ import (
 
 	"github.com/coder/websocket"
 	"golang.org/x/sync/errgroup"
+	"golang.org/x/time/rate"
 
 	"github.com/callmesh/callmesh/messages"
 )
@@ -27,9 +28,17 @@ type conn struct {
 	ctx    context.Context // done when the connection ends
 	cancel context.CancelFunc
 
+	limit   *rate.Limiter // client messages
+	abuse   *rate.Limiter // refusals: empty means sustained abuse, close 1008
+	invites *rate.Limiter // shared by the user's connections on this gateway; set by subscribe
+
 	bye       atomic.Bool // the client said bye: no resume grace
 	detached  atomic.Bool // the socket is gone; deliveries are dropped
 	closeOnce sync.Once
+	// lastCode and lastReason are written by the reader before it queues the
+	// close marker, and read by the writer after it receives it.
+	lastCode   websocket.StatusCode
+	lastReason string
 
 	mu     sync.Mutex
 	calls  map[string]*callView // this connection's live calls; guarded by mu
@@ -50,6 +59,8 @@ func newConn(s *Server, ws *websocket.Conn, claims Claims) *conn {
 	c := &conn{
 		s: s, id: messages.NewID(), user: claims.Subject, resume: messages.NewID(), ws: ws,
 		send: make(chan []byte, s.cfg.SendQueue), calls: map[string]*callView{},
+		limit: rate.NewLimiter(rate.Limit(s.cfg.MessageRate), s.cfg.MessageBurst),
+		abuse: rate.NewLimiter(rate.Limit(s.cfg.MessageRate/10), s.cfg.MessageBurst),
 	}
 	c.ctx, c.cancel = context.WithCancel(s.bg)
 	c.setExpiry(claims.Expires)
@@ -64,6 +75,14 @@ func (c *conn) run() {
 		log.Error("subscribe", "err", err)
 		c.closeWith(messages.CloseInternal, "unavailable")
 		return
+	}
+	if max := c.s.cfg.MaxConnsPerUser; max > 0 {
+		conns, err := c.s.presence.Conns(c.ctx, c.user)
+		if err == nil && len(conns) >= max {
+			c.s.unsubscribe(c)
+			c.closeWith(messages.CloseTooManyConns, "too many connections for this user")
+			return
+		}
 	}
 	if err := c.s.presence.Register(c.ctx, c.user, c.id, c.s.id); err != nil {
 		log.Error("register", "err", err)
@@ -112,11 +131,27 @@ func (c *conn) readLoop(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
+		allowed := c.limit.Allow()
+		if !allowed && !c.abuse.Allow() {
+			// Close once the errors already queued have been written, so the
+			// client can see why; the writer's close ends ctx.
+			c.closeAfterQueue(messages.ClosePolicy, "message rate limit exceeded again and again")
+			<-ctx.Done()
+			return nil
+		}
 		if typ != websocket.MessageText {
 			c.replyError("", messages.CodeBadRequest, "frames must be JSON text")
 			continue
 		}
 		env, err := messages.Decode(frame, c.s.cfg.MaxDataBytes)
+		if !allowed {
+			id := ""
+			if err == nil {
+				id = env.ID
+			}
+			c.replyError(id, messages.CodeRateLimited, "too many messages; slow down")
+			continue
+		}
 		if err != nil {
 			de := err.(*messages.DecodeError)
 			c.replyError(de.ID, de.Code, de.Message)
@@ -140,6 +175,10 @@ func (c *conn) writeLoop(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case frame := <-c.send:
+			if frame == nil { // closeAfterQueue's marker
+				c.closeWith(c.lastCode, c.lastReason)
+				return nil
+			}
 			if err := c.write(frame); err != nil {
 				return err
 			}
@@ -216,6 +255,17 @@ func (c *conn) closeWith(code websocket.StatusCode, reason string) {
 		_ = c.ws.Close(code, reason)
 		c.cancel()
 	})
+}
+
+// closeAfterQueue closes the connection once the frames queued before it are
+// written (at once if the queue is full). Called by the reader only.
+func (c *conn) closeAfterQueue(code websocket.StatusCode, reason string) {
+	c.lastCode, c.lastReason = code, reason
+	select {
+	case c.send <- nil:
+	default:
+		c.closeWith(code, reason)
+	}
 }
 
 // shutdown closes the connection because the gateway is going away.

@@ -22,6 +22,10 @@ func (c *conn) handle(ctx context.Context, env *messages.Envelope) {
 			c.replyError(env.ID, messages.CodeBadRequest, "cannot invite yourself")
 			return
 		}
+		if !c.invites.Allow() {
+			c.replyError(env.ID, messages.CodeRateLimited, "too many invites; slow down")
+			return
+		}
 		call := messages.NewID()
 		c.ask(ctx, env, &messages.Request{Op: messages.OpInvite, Call: call, To: env.To, Data: env.Data}, func() {
 			c.mu.Lock()

@@ -19,6 +19,10 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		writeJSONError(w, http.StatusServiceUnavailable, messages.CodeUnavailable, "gateway is shutting down")
 		return
 	}
+	if s.cfg.MaxConns > 0 && s.open.Load() >= int64(s.cfg.MaxConns) {
+		writeJSONError(w, http.StatusServiceUnavailable, messages.CodeUnavailable, "gateway is full; try another")
+		return
+	}
 	claims, err := s.verifier.Verify(TokenFromRequest(r))
 	if err != nil {
 		writeJSONError(w, http.StatusUnauthorized, messages.CodeUnauthorized, err.Error())
@@ -29,6 +33,8 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		return // Accept has answered the request
 	}
 	ws.SetReadLimit(s.cfg.MaxMessageBytes)
+	s.open.Add(1)
+	defer s.open.Add(-1)
 	newConn(s, ws, claims).run()
 }
 

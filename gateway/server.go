@@ -15,11 +15,13 @@ import (
 	"log/slog"
 	"net/http"
 	"sync"
+	"sync/atomic"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/time/rate"
 
 	"github.com/callmesh/callmesh/messages"
 	"github.com/callmesh/callmesh/presence"
@@ -48,6 +50,8 @@ type Server struct {
 	deliveries chan *nats.Msg
 	wg         sync.WaitGroup
 
+	open atomic.Int64 // connections past the upgrade and not yet ended
+
 	mu       sync.Mutex
 	users    map[string]*userSubs // subject → subscription and local conns; guarded by mu
 	conns    map[string]*conn     // conn id → conn, attached or in grace; guarded by mu
@@ -57,10 +61,11 @@ type Server struct {
 // userSubs is the NATS subscription of one user and the user's connections
 // on this gateway.
 type userSubs struct {
-	sub   *nats.Subscription
-	ready chan struct{} // closed once the subscription reached the server
-	err   error         // set before ready is closed
-	conns map[string]*conn
+	sub     *nats.Subscription
+	ready   chan struct{} // closed once the subscription reached the server
+	err     error         // set before ready is closed
+	conns   map[string]*conn
+	invites *rate.Limiter // the user's invites on this gateway
 }
 
 // New validates cfg, opens the presence bucket, starts the heartbeat and the
@@ -151,7 +156,8 @@ func (s *Server) subscribe(c *conn) error {
 	s.mu.Lock()
 	u := s.users[subject]
 	if u == nil {
-		u = &userSubs{ready: make(chan struct{}), conns: map[string]*conn{}}
+		u = &userSubs{ready: make(chan struct{}), conns: map[string]*conn{},
+			invites: rate.NewLimiter(rate.Limit(s.cfg.InviteRate), s.cfg.InviteBurst)}
 		s.users[subject] = u
 		u.sub, u.err = s.nc.ChanSubscribe(subject, s.deliveries)
 		if u.err == nil {
@@ -171,6 +177,7 @@ func (s *Server) subscribe(c *conn) error {
 	}
 	u.conns[c.id] = c
 	s.conns[c.id] = c
+	c.invites = u.invites
 	s.mu.Unlock()
 	<-u.ready
 	if u.err != nil {

@@ -206,6 +206,8 @@ func setField(dst, raw any) error {
 		*p, err = asInt(raw)
 	case *bool:
 		*p, err = asBool(raw)
+	case *float64:
+		*p, err = asNumber(raw)
 	case *time.Duration:
 		*p, err = asDuration(raw)
 	case *[]string:
@@ -257,6 +259,31 @@ func asInt(raw any) (int, error) {
 		return 0, fmt.Errorf("%d is negative", n)
 	}
 	return n, nil
+}
+
+func asNumber(raw any) (float64, error) {
+	var f float64
+	switch v := raw.(type) {
+	case string:
+		var err error
+		if f, err = strconv.ParseFloat(strings.TrimSpace(v), 64); err != nil {
+			return 0, fmt.Errorf("%q is not a number", v)
+		}
+	case int:
+		f = float64(v)
+	case int64:
+		f = float64(v)
+	case uint64:
+		f = float64(v)
+	case float64:
+		f = v
+	default:
+		return 0, fmt.Errorf("want a number, got %T", raw)
+	}
+	if f < 0 || math.IsNaN(f) || math.IsInf(f, 0) {
+		return 0, fmt.Errorf("%v is not a non-negative number", f)
+	}
+	return f, nil
 }
 
 func asBool(raw any) (bool, error) {

@@ -38,6 +38,9 @@ type Config struct {
 	}
 	Limits struct {
 		MaxMessageBytes, MaxDataBytes, SendQueue int
+		MessageRate, InviteRate                  float64
+		MessageBurst, InviteBurst                int
+		MaxConnsPerUser, MaxConns                int
 		WriteTimeout, PingInterval               time.Duration
 	}
 	Router struct {
@@ -115,6 +118,12 @@ var settings = []setting{
 	{"limits.max_message_bytes", "65536", "largest client frame (larger: close 1009)", func(c *Config) any { return &c.Limits.MaxMessageBytes }},
 	{"limits.max_data_bytes", "32768", "largest data field of a message (larger: error too_large)", func(c *Config) any { return &c.Limits.MaxDataBytes }},
 	{"limits.send_queue", "256", "frames queued per connection; a client that lets it fill is closed with 4003", func(c *Config) any { return &c.Limits.SendQueue }},
+	{"limits.message_rate", "50", "client messages per second per connection; more get error rate_limited", func(c *Config) any { return &c.Limits.MessageRate }},
+	{"limits.message_burst", "200", "burst of limits.message_rate; a connection that keeps sending into the limit is closed with 1008", func(c *Config) any { return &c.Limits.MessageBurst }},
+	{"limits.invite_rate", "1", "invites per second per user on one gateway; more get error rate_limited", func(c *Config) any { return &c.Limits.InviteRate }},
+	{"limits.invite_burst", "10", "burst of limits.invite_rate", func(c *Config) any { return &c.Limits.InviteBurst }},
+	{"limits.max_conns_per_user", "10", "connections one user may hold across the mesh; the newest over it is closed with 4004 (0: no limit)", func(c *Config) any { return &c.Limits.MaxConnsPerUser }},
+	{"limits.max_conns", "100000", "connections one gateway accepts; over it /ws answers 503 before the upgrade (0: no limit)", func(c *Config) any { return &c.Limits.MaxConns }},
 	{"limits.write_timeout", "5s", "deadline of one frame write", func(c *Config) any { return &c.Limits.WriteTimeout }},
 	{"limits.ping_interval", "25s", "how often the gateway pings each client", func(c *Config) any { return &c.Limits.PingInterval }},
 
@@ -175,6 +184,8 @@ func (s *setting) typeName() string {
 		return "integer"
 	case *bool:
 		return "boolean"
+	case *float64:
+		return "number"
 	case *time.Duration:
 		return "duration"
 	case *[]string:

@@ -12,7 +12,7 @@ import (
 // BenchmarkCallSetup measures invite → incoming on another gateway, through
 // two routers, one call at a time, and reports its p50 and p99.
 func BenchmarkCallSetup(b *testing.B) {
-	m := Start(b, Options{})
+	m := Start(b, Options{Gateway: NoInviteLimit})
 	alice, bob := m.Dial(0, "alice"), m.Dial(1, "bob")
 	lat := make([]time.Duration, 0, b.N)
 	b.ResetTimer()

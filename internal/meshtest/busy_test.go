@@ -53,7 +53,7 @@ func TestBusy(t *testing.T) {
 // routers and two gateways: exactly one rings, 49 get busy. Twenty rounds.
 func TestInviteRace(t *testing.T) {
 	const callers, rounds = 50, 20
-	m := Start(t, Options{})
+	m := Start(t, Options{Gateway: NoInviteLimit})
 	bob := m.Dial(1, "bob")
 	cs := make([]*Client, callers)
 	for i := range cs {
@@ -107,7 +107,7 @@ func TestInviteRace(t *testing.T) {
 
 // Test 7b: two devices accept at the same instant: exactly one wins.
 func TestAcceptRace(t *testing.T) {
-	m := Start(t, Options{})
+	m := Start(t, Options{Gateway: NoInviteLimit})
 	alice := m.Dial(0, "alice")
 	for round := range 20 {
 		d1, d2 := m.Dial(0, "bob"), m.Dial(1, "bob")

@@ -41,6 +41,10 @@ type Options struct {
 	Router  func(*router.Config)
 }
 
+// NoInviteLimit lifts the per-user invite rate, for tests and benchmarks
+// that make many calls between the same users quickly.
+func NoInviteLimit(c *gateway.Config) { c.InviteRate, c.InviteBurst = 1e6, 1e6 }
+
 // Mesh is a running mesh.
 type Mesh struct {
 	t        testing.TB
