@@ -42,8 +42,9 @@ func (m *Mesh) Dial(g int, user string) *Client {
 }
 
 // DialRaw connects with token (in the access_token query, or none when
-// empty) and extra query, returning the HTTP response when the upgrade is
-// refused.
+// empty) and extra query. It returns the HTTP response when the upgrade is
+// refused, and the close error when the connection is closed before its
+// welcome.
 func (m *Mesh) DialRaw(g int, token, query string) (*Client, *http.Response, error) {
 	m.t.Helper()
 	u := m.Gateways[g].URL + "?" + query
@@ -60,7 +61,14 @@ func (m *Mesh) DialRaw(g int, token, query string) (*Client, *http.Response, err
 	c := &Client{t: m.t, WS: ws, frames: make(chan *messages.Envelope, 1024), closed: make(chan struct{})}
 	go c.read()
 	m.t.Cleanup(func() { ws.CloseNow() })
-	w := c.Next()
+	var w *messages.Envelope
+	select {
+	case w = <-c.frames:
+	case <-c.closed: // refused after the upgrade: the close is the answer
+		return nil, nil, c.err
+	case <-time.After(Wait):
+		return nil, nil, fmt.Errorf("no welcome within %v", Wait)
+	}
 	if w.Type != messages.TypeWelcome {
 		return nil, nil, fmt.Errorf("first frame is %s, not welcome", describe(w))
 	}
