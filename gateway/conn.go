@@ -210,6 +210,11 @@ func (c *conn) deliver(env *messages.Envelope, frame []byte, bind *messages.Bind
 	}
 	c.mu.Lock()
 	switch env.Type {
+	case messages.TypeRinging:
+		if v := c.calls[env.Call]; v != nil && v.state == "accepted" {
+			c.mu.Unlock()
+			return // a retried invite's late reply: the call has moved on
+		}
 	case messages.TypeIncoming:
 		if _, dup := c.calls[env.Call]; dup {
 			c.mu.Unlock()

@@ -29,7 +29,9 @@ func (c *conn) handle(ctx context.Context, env *messages.Envelope) {
 		call := messages.NewID()
 		c.ask(ctx, env, &messages.Request{Op: messages.OpInvite, Call: call, To: env.To, Data: env.Data}, func() {
 			c.mu.Lock()
-			c.calls[call] = &callView{role: "caller", state: "ringing", peer: env.To}
+			if c.calls[call] == nil { // a retried invite may reply after accepted arrived
+				c.calls[call] = &callView{role: "caller", state: "ringing", peer: env.To}
+			}
 			c.mu.Unlock()
 		})
 	case messages.TypeAccept:
