@@ -74,9 +74,6 @@ type Config struct {
 	DevTokens *MintConfig
 	// DevTokenTTL is the lifetime of a dev token.
 	DevTokenTTL time.Duration
-	// Replicas is the replica count of the presence bucket if the gateway
-	// creates it.
-	Replicas int
 	// Logger receives the gateway's logs (slog.Default() when nil).
 	Logger *slog.Logger
 	// Metrics registers the gateway's metrics and is served at /metrics
@@ -124,7 +121,6 @@ func DefaultConfig() Config {
 		RouterTimeout:   5 * time.Second,
 		RouterAttempt:   time.Second,
 		DevTokenTTL:     time.Hour,
-		Replicas:        1,
 	}
 }
 
@@ -165,9 +161,6 @@ func (c *Config) Validate() error {
 		if len(s.URLs) == 0 {
 			errs = append(errs, fmt.Errorf("ice server %d has no urls", i))
 		}
-	}
-	if c.Replicas < 1 || c.Replicas > 5 {
-		errs = append(errs, errors.New("replicas must be 1 to 5"))
 	}
 	return errors.Join(errs...)
 }

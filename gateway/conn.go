@@ -145,11 +145,16 @@ func (c *conn) readLoop(ctx context.Context) error {
 		}
 		env, err := messages.Decode(frame, c.s.cfg.MaxDataBytes)
 		if !allowed {
-			id := ""
-			if err == nil {
-				id = env.ID
+			// Refusals are answered while the client reads its answers; a
+			// flood that does not is refused silently rather than
+			// overflowing its own queue, until the abuse limit closes it.
+			if len(c.send) < cap(c.send)/2 {
+				id := ""
+				if err == nil {
+					id = env.ID
+				}
+				c.replyError(id, messages.CodeRateLimited, "too many messages; slow down")
 			}
-			c.replyError(id, messages.CodeRateLimited, "too many messages; slow down")
 			continue
 		}
 		if err != nil {

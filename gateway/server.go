@@ -90,7 +90,7 @@ func New(ctx context.Context, cfg Config, nc *nats.Conn) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("gateway: jetstream: %w", err)
 	}
-	reg, err := presence.Open(ctx, js, names, cfg.Replicas)
+	reg, err := presence.Bind(ctx, js, names) // the routers create the buckets
 	if err != nil {
 		return nil, err
 	}

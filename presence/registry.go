@@ -62,6 +62,27 @@ func Open(ctx context.Context, js jetstream.JetStream, names messages.Names, rep
 	return &Registry{js: js, kv: kv}, nil
 }
 
+// Bind opens the presence bucket without creating or changing it, waiting
+// until a router has created it or ctx is done. Gateways bind: the
+// permission to update a stream would let a compromised gateway reconfigure
+// it (deploy/nats-auth.conf).
+func Bind(ctx context.Context, js jetstream.JetStream, names messages.Names) (*Registry, error) {
+	for {
+		kv, err := js.KeyValue(ctx, names.PresenceBucket())
+		if err == nil {
+			return &Registry{js: js, kv: kv}, nil
+		}
+		if !errors.Is(err, jetstream.ErrBucketNotFound) {
+			return nil, fmt.Errorf("presence: bind bucket: %w", err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("presence: bucket %s does not exist (start a router): %w", names.PresenceBucket(), ctx.Err())
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
 // KV returns the underlying bucket (for watchers).
 func (r *Registry) KV() jetstream.KeyValue { return r.kv }
 

@@ -62,7 +62,6 @@ func (c *Config) gatewayConfig(log *slog.Logger, metrics prometheus.Registerer) 
 		OriginPatterns:  c.HTTP.OriginPatterns,
 		Demo:            c.HTTP.Demo,
 		DevTokenTTL:     c.Dev.TokenTTL,
-		Replicas:        c.NATS.Replicas,
 		Logger:          log,
 		Metrics:         metrics,
 	}
