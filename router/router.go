@@ -239,23 +239,13 @@ func (r *Router) invite(ctx context.Context, req *messages.Request) (messages.Re
 				return messages.Reply{}, err
 			}
 		}
-		out := Decide(c, ev)
-		if out.Next != nil {
-			err := r.store.Update(ctx, out.Next, rev)
-			if errors.Is(err, ErrConflict) {
-				r.metrics.retries.Inc()
-				rev = 0
-				continue
-			}
-			if err != nil {
-				return messages.Reply{}, err
-			}
-			r.release(ctx, out.Next)
+		reply, done, err := r.commit(ctx, Decide(c, ev), rev)
+		if done || err != nil {
+			return reply, err
 		}
-		r.publish(out.Effects)
-		return out.Reply, nil
+		rev = 0
 	}
-	return messages.Reply{}, errors.New("router: too many conflicting writes")
+	return messages.Reply{}, errConflicts
 }
 
 // inviteFacts claims the busy locks of a ringing call's parties and reads the
@@ -290,22 +280,34 @@ func (r *Router) transition(ctx context.Context, id string, ev Event) (messages.
 				return messages.Reply{}, err
 			}
 		}
-		out := Decide(c, ev)
-		if out.Next != nil {
-			err := r.store.Update(ctx, out.Next, rev)
-			if errors.Is(err, ErrConflict) {
-				r.metrics.retries.Inc()
-				continue
-			}
-			if err != nil {
-				return messages.Reply{}, err
-			}
-			r.release(ctx, out.Next)
+		reply, done, err := r.commit(ctx, Decide(c, ev), rev)
+		if done || err != nil {
+			return reply, err
 		}
-		r.publish(out.Effects)
-		return out.Reply, nil
 	}
-	return messages.Reply{}, errors.New("router: too many conflicting writes")
+	return messages.Reply{}, errConflicts
+}
+
+// errConflicts: a call kept changing under every attempt to decide it.
+var errConflicts = errors.New("router: too many conflicting writes")
+
+// commit stores out.Next at revision rev and, if that write won (or there
+// was nothing to write), releases an ended call's locks and publishes the
+// effects. done is false when another write came first: re-read, re-decide.
+func (r *Router) commit(ctx context.Context, out Outcome, rev uint64) (reply messages.Reply, done bool, err error) {
+	if out.Next != nil {
+		err := r.store.Update(ctx, out.Next, rev)
+		if errors.Is(err, ErrConflict) {
+			r.metrics.retries.Inc()
+			return messages.Reply{}, false, nil
+		}
+		if err != nil {
+			return messages.Reply{}, false, err
+		}
+		r.release(ctx, out.Next)
+	}
+	r.publish(out.Effects)
+	return out.Reply, true, nil
 }
 
 func (r *Router) otherDevices(ctx context.Context, user, conn string) (bool, error) {
