@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+
+	"github.com/callmesh/callmesh/internal/natstest"
 )
 
 // wait bounds how long the test waits for anything; never a timing asserted.
@@ -36,21 +38,6 @@ func (b *syncBuffer) String() string {
 	return b.buf.String()
 }
 
-func waitFor(t *testing.T, timeout time.Duration, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %v: %v", timeout, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // TestDev runs `callmesh dev --gateways 2` in-process, calls bob on gateway 1
 // from alice on gateway 0, and stops it: both clients get 1001.
 func TestDev(t *testing.T) {
@@ -66,7 +53,7 @@ func TestDev(t *testing.T) {
 
 	var gateways []string
 	gatewayLine := regexp.MustCompile(`(?m)^  gateway (\d+) +ws://(\S+)/ws`)
-	waitFor(t, wait, func() error {
+	natstest.WaitFor(t, "dev prints its gateways", func() error {
 		select {
 		case code := <-exit:
 			t.Fatalf("dev exited with %d:\n%s\n%s", code, stdout.String(), stderr.String())
