@@ -263,7 +263,7 @@ func (s *Server) reregister() {
 		c.mu.Lock()
 		taken := c.taken
 		c.mu.Unlock()
-		if taken {
+		if taken || c.resuming.Load() { // a resume registers by takeover
 			continue
 		}
 		if err := s.presence.Register(s.bg, c.user, c.id, c.presence()); err != nil {

@@ -32,7 +32,10 @@ func (c *conn) hold(f outFrame, env *messages.Envelope, bind *messages.Binding) 
 	if len(c.held) >= heldMaxFrames || c.heldBytes+len(f.frame) > heldMaxBytes {
 		c.overflow = true
 		c.held, c.heldBytes = nil, 0
-		go c.s.finish(c)
+		go func() {
+			c.closeWith(messages.CloseTooSlow, "too much held while resuming")
+			c.s.finish(c)
+		}()
 		return
 	}
 	c.held = append(c.held, heldFrame{f, env, bind})
