@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -44,6 +45,8 @@ type Router struct {
 	wg       sync.WaitGroup // the watchers
 	stopOnce sync.Once
 	stopped  chan struct{} // closed when Shutdown has finished; set in stopOnce
+	started  atomic.Bool   // Start has finished
+	stopping atomic.Bool   // Shutdown has begun
 }
 
 // New validates cfg and returns a router using nc.
@@ -94,6 +97,7 @@ func (r *Router) Start(ctx context.Context) error {
 	if err := r.nc.Flush(); err != nil {
 		return fmt.Errorf("router: flush: %w", err)
 	}
+	r.started.Store(true)
 	r.log.Info("router started", "subject", r.names.RouterSubject())
 	return nil
 }
@@ -128,6 +132,7 @@ func (r *Router) goRun(f func()) {
 // stops the watchers and timers (other routers fire those). It may be called
 // more than once.
 func (r *Router) Shutdown(ctx context.Context) error {
+	r.stopping.Store(true)
 	if r.sub != nil {
 		_ = r.sub.Unsubscribe()
 	}
