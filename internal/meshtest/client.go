@@ -29,6 +29,10 @@ type Client struct {
 	frames  chan *messages.Envelope
 	closed  chan struct{}
 	err     error // why reading stopped; set before closed is closed
+	// seen holds the ended and accepted frames Next returned, and Repeats
+	// counts the copies of them it skipped; owned by the test goroutine.
+	seen    map[string]bool
+	Repeats int
 }
 
 // Dial connects user to gateway g and reads its welcome.
@@ -115,7 +119,38 @@ func (c *Client) SendRaw(frame []byte) {
 }
 
 // Next returns the next frame, failing the test if none comes.
+//
+// Router effects are at least once (router/repeat.go): an ended or
+// accepted can come twice. Next skips such a copy of a frame it already
+// returned, counting it in Repeats, until the gateways drop them (issue 5,
+// in progress elsewhere); then this skip goes.
 func (c *Client) Next() *messages.Envelope {
+	c.t.Helper()
+	return c.nextBut("")
+}
+
+// nextBut is Next, but returns a repeated frame of type keep: a retried
+// accept is answered with accepted again.
+func (c *Client) nextBut(keep string) *messages.Envelope {
+	c.t.Helper()
+	for {
+		e := c.next()
+		if e.Type != messages.TypeEnded && e.Type != messages.TypeAccepted {
+			return e
+		}
+		key := describe(e)
+		if !c.seen[key] || e.Type == keep {
+			if c.seen == nil {
+				c.seen = map[string]bool{}
+			}
+			c.seen[key] = true
+			return e
+		}
+		c.Repeats++
+	}
+}
+
+func (c *Client) next() *messages.Envelope {
 	c.t.Helper()
 	select {
 	case e := <-c.frames:
@@ -136,7 +171,7 @@ func (c *Client) Next() *messages.Envelope {
 // Expect returns the next frame and fails unless it has type typ.
 func (c *Client) Expect(typ string) *messages.Envelope {
 	c.t.Helper()
-	e := c.Next()
+	e := c.nextBut(typ)
 	if e.Type != typ {
 		c.t.Fatalf("%s: expected %s, got %s", c, typ, describe(e))
 	}
