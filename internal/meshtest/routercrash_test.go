@@ -47,10 +47,9 @@ func (m *Mesh) deadRouterWrite(call string, ev router.Event) {
 }
 
 // dyingRouter shuts the mesh's routers down and takes the next router
-// request for op as the only router:
-// it stores its transition and dies without replying or publishing. The
-// returned channel is closed once it has.
-func (m *Mesh) dyingRouter(op string, kind router.Kind) <-chan struct{} {
+// request for op as the only router. The test then stores its transition
+// with (*dyingRouter).die: it never replies nor publishes.
+func (m *Mesh) dyingRouter(op string) *dyingRouter {
 	m.t.Helper()
 	for _, r := range m.Routers {
 		ctx, cancel := context.WithTimeout(context.Background(), Wait)
@@ -59,6 +58,7 @@ func (m *Mesh) dyingRouter(op string, kind router.Kind) <-chan struct{} {
 		}
 		cancel()
 	}
+	d := &dyingRouter{m: m, took: make(chan messages.Request, 1)}
 	requests := make(chan *nats.Msg, 16)
 	sub, err := m.nc.ChanQueueSubscribe(m.names.RouterSubject(), m.names.RouterQueue(), requests)
 	if err != nil {
@@ -67,29 +67,34 @@ func (m *Mesh) dyingRouter(op string, kind router.Kind) <-chan struct{} {
 	if err := m.nc.Flush(); err != nil {
 		m.t.Fatal(err)
 	}
-	died := make(chan struct{})
 	go func() {
-		defer close(died)
 		for msg := range requests {
 			var req messages.Request
 			if json.Unmarshal(msg.Data, &req) != nil || req.Op != op {
 				continue // unanswered: the gateway retries it
 			}
 			_ = sub.Unsubscribe()
-			m.deadRouterWrite(req.Call, router.Event{Kind: kind, User: req.User, Conn: req.Conn})
+			d.took <- req
 			return
 		}
 	}()
-	return died
+	return d
 }
 
-// waitDied waits for a dying router to have stored its write.
-func waitDied(t *testing.T, died <-chan struct{}) {
-	t.Helper()
+type dyingRouter struct {
+	m    *Mesh
+	took chan messages.Request
+}
+
+// die waits for the router's request and stores the transition of kind it
+// asks for, as the router did before it died.
+func (d *dyingRouter) die(kind router.Kind) {
+	d.m.t.Helper()
 	select {
-	case <-died:
+	case req := <-d.took:
+		d.m.deadRouterWrite(req.Call, router.Event{Kind: kind, User: req.User, Conn: req.Conn})
 	case <-time.After(Wait):
-		t.Fatal("the dying router got no request")
+		d.m.t.Fatal("the dying router got no request")
 	}
 }
 
@@ -103,9 +108,9 @@ func TestRouterDiesAfterAccept(t *testing.T) {
 	bob.Expect(messages.TypeIncoming)
 	laptop.Expect(messages.TypeIncoming)
 
-	died := m.dyingRouter(messages.OpAccept, router.Accept)
+	dying := m.dyingRouter(messages.OpAccept)
 	bob.Send(&messages.Envelope{Type: messages.TypeAccept, ID: "acc", Call: call})
-	waitDied(t, died)
+	dying.die(router.Accept)
 	m.AddRouter() // the gateway's retry reaches it
 
 	bob.ExpectAck("acc")
@@ -125,9 +130,9 @@ func TestRouterDiesAfterHangup(t *testing.T) {
 	alice, bob := m.Dial(0, "alice"), m.Dial(1, "bob")
 	call := Establish(alice, bob)
 
-	died := m.dyingRouter(messages.OpHangup, router.Hangup)
+	dying := m.dyingRouter(messages.OpHangup)
 	bob.Send(&messages.Envelope{Type: messages.TypeHangup, ID: "bye", Call: call})
-	waitDied(t, died)
+	dying.die(router.Hangup)
 	m.AddRouter()
 
 	bob.ExpectAck("bye")
