@@ -7,8 +7,9 @@ package router
 // evicts a dead gateway's connections. So Decide answers a repeat of the
 // event that ended a call (and a retried accept by the winning device) with
 // the effects of the first decision again, without writing. Effects are
-// therefore delivered at least once across router crashes, and a client may
-// see a duplicate ended or accepted, which gateways drop.
+// therefore delivered at least once across router crashes: a gateway may
+// get a duplicate ended or accepted for a connection, and dropping it is the
+// gateway's job.
 //
 // A ring timeout fires on every router, so every router but the one whose
 // write won re-publishes ended{no_answer}: with N routers, N-1 duplicates per
