@@ -56,10 +56,15 @@ type conn struct {
 	lastCode   websocket.StatusCode
 	lastReason string
 
-	mu     sync.Mutex
-	calls  map[string]*callView // this connection's live calls; guarded by mu
-	ended  recentCalls          // calls recently ended here, to drop repeats; guarded by mu
-	expiry *time.Timer          // closes the connection when its token expires; guarded by mu
+	mu    sync.Mutex
+	calls map[string]*callView // this connection's live calls; guarded by mu
+	ended recentCalls          // calls recently ended here, to drop repeats; guarded by mu
+	// sentIDs are the deliveries last queued on this socket, and replays
+	// the calls whose signals are being replayed to it (replay.go);
+	// guarded by mu.
+	sentIDs recentIDs
+	replays map[string]chan struct{}
+	expiry  *time.Timer // closes the connection when its token expires; guarded by mu
 	// holding: frames go to held instead of send (no socket serves the
 	// session, or a resuming socket has not caught up yet). Guarded by mu,
 	// like the rest of the hold state.
@@ -83,10 +88,11 @@ type outFrame struct {
 // signal without asking the router. The router stays the authority: it
 // creates bindings (accepted) and removes them (ended).
 type callView struct {
-	role     string // "caller" or "callee"
-	state    string // "ringing" or "accepted"
-	peer     string // the other party's user id
-	peerConn string // the other party's connection, once accepted
+	role     string   // "caller" or "callee"
+	state    string   // "ringing" or "accepted"
+	peer     string   // the other party's user id
+	peerConn string   // the other party's connection, once accepted
+	sent     sentRing // the signals relayed to the peer, for a replay
 }
 
 func newConn(s *Server, ws *websocket.Conn, claims Claims, resume string) *conn {
@@ -287,6 +293,9 @@ func (c *conn) deliver(id string, env *messages.Envelope, frame []byte, bind *me
 		c.hold(outFrame{id, frame}, env, bind)
 		return
 	}
+	if id != "" && c.sentIDs.has(id) {
+		return // a replay of what this socket has (replay.go)
+	}
 	if c.apply(id, env, bind) {
 		c.enqueueLocked(outFrame{id, frame})
 	}
@@ -350,6 +359,9 @@ func (c *conn) enqueue(frame []byte) {
 // too slow to keep up and is closed (signaling is never silently dropped).
 // Guarded by mu, so that no frame slips into send once holding began.
 func (c *conn) enqueueLocked(f outFrame) {
+	if f.id != "" {
+		c.sentIDs.add(f.id)
+	}
 	select {
 	case c.send <- f:
 	default:

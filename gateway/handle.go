@@ -72,25 +72,34 @@ func (c *conn) ask(ctx context.Context, env *messages.Envelope, req *messages.Re
 	}
 }
 
-// relay publishes a signal to the other party's bound connection. Only the
-// two connections of an accepted call are bound; the binding came from the
-// router, so no KV read is on this path.
+// relay publishes a signal to the other party's bound connection, and keeps
+// it for a replay (replay.go). Only the two connections of an accepted call
+// are bound; the binding came from the router, so no KV read is on this
+// path. The signal's delivery id is its id for the receiving client.
 func (c *conn) relay(env *messages.Envelope) {
 	c.mu.Lock()
 	view := c.calls[env.Call]
-	c.mu.Unlock()
 	switch {
 	case view == nil:
+		c.mu.Unlock()
 		c.replyError(env.ID, messages.CodeForbidden, "this connection is not in that call")
 		return
 	case view.state != "accepted":
+		c.mu.Unlock()
 		c.replyError(env.ID, messages.CodeInvalidState, "signal is relayed only once the call is accepted")
 		return
 	}
-	d := messages.Delivery{Conn: view.peerConn, Env: messages.Envelope{
-		Type: messages.TypeSignal, Call: env.Call, From: c.user, Data: env.Data,
+	id := messages.NextDeliveryID()
+	d := messages.Delivery{ID: id, Conn: view.peerConn, Env: messages.Envelope{
+		Type: messages.TypeSignal, ID: id, Call: env.Call, From: c.user, Data: env.Data,
 	}}
-	if err := c.s.nc.Publish(c.s.names.UserSubject(view.peer), messages.EncodeDelivery(&d)); err != nil {
+	frame := messages.EncodeDelivery(&d)
+	err := c.s.nc.Publish(c.s.names.UserSubject(view.peer), frame)
+	if err == nil {
+		view.sent.add(frame)
+	}
+	c.mu.Unlock()
+	if err != nil {
 		c.replyError(env.ID, messages.CodeUnavailable, "relay failed; retry")
 		return
 	}

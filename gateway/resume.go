@@ -19,6 +19,9 @@ import (
 //     so only one resume wins and the old socket's grace no longer ends it);
 //     the gateway that held it hands over what it kept meanwhile; the
 //     routers list its live calls.
+//     The other party of each accepted call sends its signals again
+//     (replay.go): the old gateway may have died, or written some into a
+//     dead socket.
 //  4. welcome (resumed, with the calls and the new token that step 3 put in
 //     presence: a token works once), then catchUp: the
 //     handed-over frames, then what arrived here meanwhile, minus the
@@ -77,12 +80,17 @@ func (c *conn) takeOver(from presence.Conn) ([]byte, bool) {
 		return nil, false
 	}
 	infos := make([]messages.CallInfo, 0, len(reply.Calls))
+	var peers []peerRef
 	c.mu.Lock()
 	for _, rc := range reply.Calls {
 		c.calls[rc.Call] = &callView{role: rc.Role, state: rc.State, peer: rc.Peer, peerConn: rc.PeerConn}
 		infos = append(infos, rc.CallInfo)
+		if rc.State == "accepted" {
+			peers = append(peers, peerRef{rc.Call, rc.Peer, rc.PeerConn})
+		}
 	}
 	c.mu.Unlock()
+	c.askReplays(peers) // what a dead gateway or socket lost
 	s.metrics.resumed.Inc()
 	return c.welcome(true, infos), true
 }
@@ -152,8 +160,7 @@ func (c *conn) unrotate() {
 func (c *conn) catchUp() bool {
 	for {
 		c.mu.Lock()
-		batch := c.held
-		c.held, c.heldBytes = nil, 0
+		batch := c.release()
 		if len(batch) == 0 {
 			c.holding = false
 			c.mu.Unlock()

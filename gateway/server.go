@@ -102,6 +102,13 @@ func New(ctx context.Context, cfg Config, nc *nats.Conn) (*Server, error) {
 	}
 	s.log = cfg.Logger.With("component", "gateway", "gateway", s.id)
 	nc.SetErrorHandler(s.countDrops)
+	logReconnect := nc.Opts.ReconnectedCB
+	nc.SetReconnectHandler(func(nc *nats.Conn) {
+		if logReconnect != nil {
+			logReconnect(nc)
+		}
+		go s.onReconnect()
+	})
 	if s.hb, err = reg.StartHeartbeat(ctx, s.id, cfg.Heartbeat, cfg.HeartbeatTTL, s.log); err != nil {
 		return nil, err
 	}
@@ -241,7 +248,10 @@ func (s *Server) dispatch() {
 			}
 		}
 		s.mu.Unlock()
-		if len(targets) == 0 {
+		if d.Control != nil { // for the gateway, not the client (replay.go)
+			for _, c := range targets {
+				c.control(d.Control)
+			}
 			continue
 		}
 		for _, c := range targets {

@@ -80,12 +80,39 @@ type Delivery struct {
 	Except string `json:"except,omitempty"`
 	// Bind, when set, binds the receiving connection to its peer.
 	Bind *Binding `json:"bind,omitempty"`
+	// Control, when set, is for the receiving gateway, not its client.
+	Control *Control `json:"ctl,omitempty"`
 	Env  Envelope `json:"-"`
 }
 
-// EncodeDelivery frames d for publishing on a user subject, with a fresh ID.
+// Control operations between the gateways of a call's two connections,
+// which repair signal lost in a failure: each gateway keeps the signals its
+// connection sent in a call, and sends them again when asked.
+const (
+	// CtlReplay asks for the signals of Call sent to User/Conn, again.
+	CtlReplay = "replay"
+	// CtlReplayed follows the last signal a CtlReplay sent.
+	CtlReplayed = "replayed"
+	// CtlResync asks the receiver to send CtlReplay for Call to
+	// User/Conn: sent by a gateway that may have lost what it published.
+	CtlResync = "resync"
+)
+
+// Control is a message from one gateway to the gateway that holds the
+// delivery's connection, about one call.
+type Control struct {
+	Op   string `json:"op"`
+	Call string `json:"call"`
+	User string `json:"user,omitempty"`
+	Conn string `json:"conn,omitempty"`
+}
+
+// EncodeDelivery frames d for publishing on a user subject, with a fresh ID
+// unless d has one.
 func EncodeDelivery(d *Delivery) []byte {
-	d.ID = nextDeliveryID()
+	if d.ID == "" {
+		d.ID = NextDeliveryID()
+	}
 	head, err := json.Marshal(d)
 	if err != nil {
 		panic("messages: encode delivery: " + err.Error()) // strings only: cannot fail

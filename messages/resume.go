@@ -68,6 +68,7 @@ var (
 	deliverySeq    atomic.Uint64
 )
 
-func nextDeliveryID() string {
+// NextDeliveryID returns a delivery ID unique across processes.
+func NextDeliveryID() string {
 	return deliveryPrefix + strconv.FormatUint(deliverySeq.Add(1), 36)
 }

@@ -594,6 +594,8 @@ export class Call extends EventTarget {
   /** @type {RTCIceCandidateInit[]} */
   #candidates = []; // remote candidates that came before a remote description
   #inbox = Promise.resolve(); // incoming signals, handled one at a time
+  /** @type {Set<string>} ids of the signals received, to drop repeats after a resume */
+  #signalIDs = new Set();
   #accepting = false;
   #raceTimer = 0;
   #media = Promise.resolve(); // setStream calls, applied one at a time
@@ -771,6 +773,12 @@ export class Call extends EventTarget {
         this.#activate();
         return;
       case "signal":
+        // After a resume the server may send a signal again, with the same id: drop the repeat.
+        if (env.id) {
+          if (this.#signalIDs.has(env.id)) return;
+          this.#signalIDs.add(env.id);
+          if (this.#signalIDs.size > 4096) this.#signalIDs.delete(this.#signalIDs.values().next().value);
+        }
         // A relayed signal proves the call is accepted, even if `accepted` has not arrived yet.
         if (this.#role === "caller") this.#activate();
         this.#inbox = this.#inbox

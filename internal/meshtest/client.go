@@ -29,6 +29,10 @@ type Client struct {
 	frames  chan *messages.Envelope
 	closed  chan struct{}
 	err     error // why reading stopped; set before closed is closed
+	// signals are the ids of the signals Next returned, carried over by
+	// Resume, which drops repeats as a client must; owned by the test.
+	signals map[string]bool
+	resumed bool
 }
 
 // Dial connects user to gateway g and reads its welcome.
@@ -58,7 +62,7 @@ func (m *Mesh) DialRaw(g int, token, query string) (*Client, *http.Response, err
 		return nil, resp, err
 	}
 	ws.SetReadLimit(1 << 20)
-	c := &Client{t: m.t, WS: ws, frames: make(chan *messages.Envelope, 1024), closed: make(chan struct{})}
+	c := &Client{t: m.t, WS: ws, frames: make(chan *messages.Envelope, 1024), closed: make(chan struct{}), signals: map[string]bool{}}
 	go c.read()
 	m.t.Cleanup(func() { ws.CloseNow() })
 	var w *messages.Envelope
@@ -116,6 +120,25 @@ func (c *Client) SendRaw(frame []byte) {
 
 // Next returns the next frame, failing the test if none comes.
 func (c *Client) Next() *messages.Envelope {
+	c.t.Helper()
+	for {
+		e := c.next()
+		if e.Type != messages.TypeSignal || e.ID == "" {
+			return e
+		}
+		if !c.signals[e.ID] {
+			c.signals[e.ID] = true
+			return e
+		}
+		// A signal may come again after a resume, with the same id
+		// (PROTOCOL.md §2); on one socket a repeat is a bug.
+		if !c.resumed {
+			c.t.Fatalf("%s: signal %s received twice on one socket", c, e.ID)
+		}
+	}
+}
+
+func (c *Client) next() *messages.Envelope {
 	c.t.Helper()
 	select {
 	case e := <-c.frames:
@@ -207,13 +230,15 @@ func (c *Client) Do(typ, call string) {
 // Drop closes the socket without bye, as a lost network would.
 func (c *Client) Drop() { c.WS.CloseNow() }
 
-// Resume connects old's user to gateway g with old's resume token.
+// Resume connects old's user to gateway g with old's resume token. The new
+// client drops the signals old has seen, as a client must after a resume.
 func (m *Mesh) Resume(g int, old *Client) *Client {
 	m.t.Helper()
 	c, resp, err := m.DialRaw(g, m.Token(old.User), "resume="+url.QueryEscape(old.Welcome.Resume))
 	if err != nil {
 		m.t.Fatalf("resume %s: %v (%v)", old, err, resp)
 	}
+	c.signals, c.resumed = old.signals, true
 	return c
 }
 

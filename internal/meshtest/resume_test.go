@@ -218,22 +218,33 @@ func TestDrainClosesStayersWith1012(t *testing.T) {
 }
 
 // A crashed gateway's clients that resume elsewhere within the grace keep
-// their calls: the routers' monitor does not end them.
+// their calls (the routers' monitor does not end them), and get the
+// signals sent to them while no gateway held their session.
 func TestResumeAfterGatewayCrash(t *testing.T) {
 	m := Start(t, Options{ResumeGrace: 2 * time.Second})
 	alice, bob := m.Dial(0, "alice"), m.Dial(1, "bob")
 	call := Establish(alice, bob)
+	bob.Signal(call, 1)
+	alice.ExpectSignal(call, 1)
 	m.Gateways[0].Crash()
 	alice.Drop() // the client's socket dies with the machine
+	// Nobody holds alice's session now: core NATS drops these. bob's
+	// gateway replays them when alice resumes.
+	for n := 2; n <= 6; n++ {
+		bob.Signal(call, n)
+	}
 	again := m.Resume(1, alice)
 	expectResumed(t, alice, again, messages.CallInfo{Call: call, State: "accepted", Role: "caller", Peer: "bob"})
+	for n := 2; n <= 6; n++ { // 1 again is dropped as a repeat
+		again.ExpectSignal(call, n)
+	}
 	again.Signal(call, 1)
 	bob.ExpectSignal(call, 1)
 	// Past the dead gateway's heartbeat TTL (1s) and the grace, the call
 	// still stands.
 	time.Sleep(4 * time.Second)
-	bob.Signal(call, 2)
-	again.ExpectSignal(call, 2)
+	bob.Signal(call, 7)
+	again.ExpectSignal(call, 7)
 	m.Barrier(bob)
 }
 
@@ -255,4 +266,36 @@ func TestResumeHoldIsBounded(t *testing.T) {
 	if again.Welcome.Resumed {
 		t.Fatal("a session that lost frames was resumed")
 	}
+}
+
+// After a gateway's NATS connection comes back, both parties of its calls
+// have their signals replayed; the client sees each once and in order.
+func TestSignalsAfterNATSReconnect(t *testing.T) {
+	m := Start(t, Options{})
+	alice, bob := m.Dial(0, "alice"), m.Dial(1, "bob")
+	call := Establish(alice, bob)
+	exchange := func(from, to int) {
+		for n := from; n <= to; n++ {
+			alice.Signal(call, n)
+		}
+		for n := from; n <= to; n++ {
+			bob.ExpectSignal(call, n)
+		}
+		for n := from; n <= to; n++ {
+			bob.Signal(call, n)
+		}
+		for n := from; n <= to; n++ {
+			alice.ExpectSignal(call, n)
+		}
+	}
+	exchange(1, 5)
+	if err := m.Gateways[0].NC.ForceReconnect(); err != nil {
+		t.Fatal(err)
+	}
+	natstest.Eventually(t, "gateway 0 reconnected", func() bool {
+		return m.Gateways[0].NC.Stats().Reconnects > 0 && m.Gateways[0].NC.IsConnected()
+	})
+	exchange(6, 10)
+	m.Barrier(alice) // no repeat of 1–10 is on its way
+	m.Barrier(bob)
 }
