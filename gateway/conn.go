@@ -281,23 +281,6 @@ func (c *conn) closeAfterQueue(code websocket.StatusCode, reason string) {
 // shutdown closes the connection because the gateway is going away.
 func (c *conn) shutdown() { c.closeWith(messages.CloseGoingAway, "server shutting down") }
 
-// setExpiry (re)arms the close at the token's expiry, with the same leeway
-// that verification allows.
-func (c *conn) setExpiry(at time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.expiry != nil {
-		c.expiry.Stop()
-	}
-	c.expiry = time.AfterFunc(time.Until(at.Add(c.s.cfg.Auth.Leeway)), func() { c.closeWith(messages.CloseTokenExpired, "token expired") })
-}
-
-func (c *conn) stopExpiry() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.expiry.Stop()
-}
-
 // left handles the end of c's socket: with bye at once, otherwise after the
 // resume grace, its calls end and it leaves presence. On shutdown nothing is
 // ended here: the routers evict the gateway's connections after the grace.

@@ -268,7 +268,7 @@ func TestReferenceListsEveryKey(t *testing.T) {
 	// The keys of the brief, so none goes missing from the table.
 	for _, key := range strings.Fields(`nats.url nats.prefix nats.replicas nats.creds nats.user nats.password
 		nats.token nats.nkey_seed_file nats.tls_ca nats.tls_cert nats.tls_key http.addr http.demo http.origin_patterns
-		jwt.alg jwt.secret jwt.key_file jwt.jwks_url jwt.jwks_refresh jwt.issuer jwt.audience jwt.leeway
+		jwt.alg jwt.secret jwt.key_file jwt.jwks_url jwt.jwks_refresh jwt.issuer jwt.audience jwt.leeway jwt.expiry_warning
 		jwt.max_token_bytes jwt.signing_key_file ice.servers call.ring_timeout call.resume_grace
 		call.ended_retention presence.heartbeat presence.ttl presence.resync limits.max_message_bytes
 		limits.max_data_bytes limits.send_queue limits.message_rate limits.message_burst limits.invite_rate limits.invite_burst limits.max_conns_per_user limits.max_conns limits.write_timeout limits.ping_interval router.timeout

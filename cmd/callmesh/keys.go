@@ -23,7 +23,7 @@ type Config struct {
 		Alg, Secret, KeyFile, JWKSURL string
 		JWKSRefresh                   time.Duration
 		Issuer, Audience              string
-		Leeway                        time.Duration
+		Leeway, ExpiryWarning         time.Duration
 		MaxTokenBytes                 int
 		SigningKeyFile                string
 	}
@@ -102,6 +102,7 @@ var settings = []setting{
 	{"jwt.issuer", "", "required iss claim (and the iss of minted tokens)", func(c *Config) any { return &c.JWT.Issuer }},
 	{"jwt.audience", "", "required aud claim (and the aud of minted tokens)", func(c *Config) any { return &c.JWT.Audience }},
 	{"jwt.leeway", "30s", "clock skew allowed for exp, nbf and iat", func(c *Config) any { return &c.JWT.Leeway }},
+	{"jwt.expiry_warning", "1m", "a session gets expiring this long before its token's exp + leeway closes it with 4002, so it can refresh (0: no warning)", func(c *Config) any { return &c.JWT.ExpiryWarning }},
 	{"jwt.max_token_bytes", "8192", "longer tokens are refused unparsed", func(c *Config) any { return &c.JWT.MaxTokenBytes }},
 	{"jwt.signing_key_file", "", "PEM private key for `token` (and dev tokens) with RS*/PS*/ES*/EdDSA", func(c *Config) any { return &c.JWT.SigningKeyFile }},
 
