@@ -15,9 +15,10 @@ import (
 type Config struct {
 	NATS natsConfig
 	HTTP struct {
-		Addr           string
-		OriginPatterns []string
-		Demo           bool
+		Addr             string
+		OriginPatterns   []string
+		Demo             bool
+		HandshakeTimeout time.Duration
 	}
 	JWT struct {
 		Alg, Secret, KeyFile, JWKSURL string
@@ -93,6 +94,7 @@ var settings = []setting{
 	{"http.addr", "127.0.0.1:8080", "gateway listen address; dev gateway i listens on port+i, port 0 picks free ports", func(c *Config) any { return &c.HTTP.Addr }},
 	{"http.demo", "false", "serve the demo page at / (dev always does); /callmesh.js is always served", func(c *Config) any { return &c.HTTP.Demo }},
 	{"http.origin_patterns", "", "browser origins allowed besides the gateway's own (host patterns; dev allows * when empty)", func(c *Config) any { return &c.HTTP.OriginPatterns }},
+	{"http.handshake_timeout", "10s", "a client must send its whole HTTP request (the WebSocket handshake) within this, or the connection is closed", func(c *Config) any { return &c.HTTP.HandshakeTimeout }},
 
 	{"jwt.alg", "HS256", "the one accepted JWT algorithm: HS256/384/512, RS*, PS*, ES256/384/512 or EdDSA", func(c *Config) any { return &c.JWT.Alg }},
 	{"jwt.secret", "", "HS* shared secret, at least 32 bytes (dev generates one when empty)", func(c *Config) any { return &c.JWT.Secret }},
