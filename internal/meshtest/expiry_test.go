@@ -75,6 +75,7 @@ func TestTokenExpiryWarning(t *testing.T) {
 		{"warned at once", time.Minute},          // 3 s token: less than the warning is left
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel() // each subtest waits out a token on its own mesh
 			m := Start(t, Options{Gateways: 1, Routers: 1, Gateway: func(c *gateway.Config) {
 				c.Auth.Leeway = 0
 				c.ExpiryWarning = tc.warning
@@ -91,6 +92,7 @@ func TestTokenExpiryWarning(t *testing.T) {
 
 	// ExpiryWarning 0 sends no warning: the close alone.
 	t.Run("no warning", func(t *testing.T) {
+		t.Parallel()
 		m := Start(t, Options{Gateways: 1, Routers: 1, Gateway: func(c *gateway.Config) {
 			c.Auth.Leeway = 0
 			c.ExpiryWarning = 0
