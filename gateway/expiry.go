@@ -15,6 +15,7 @@ import (
 //
 // The timers are armed with c.mu held, and their functions take c.mu before
 // reading their own *time.Timer: that orders the assignment before the read.
+// Frames are queued after c.mu is released: queueing may take c.mu itself.
 
 // setExpiry (re)arms the session's expiry for a token that expires at at:
 // the warning once for this token, then the close. Any earlier token's
@@ -24,8 +25,8 @@ import (
 // refresh right before the refresh's ack.
 func (c *conn) setExpiry(at time.Time) {
 	closeAt := at.Add(c.s.cfg.Auth.Leeway)
+	var warning *messages.Envelope
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	if c.expiry != nil {
 		c.expiry.Stop()
 	}
@@ -36,7 +37,11 @@ func (c *conn) setExpiry(at time.Time) {
 	case time.Now().Before(warnAt):
 		c.expiry = c.warnTimer(warnAt, closeAt)
 	default:
-		c.warn(closeAt)
+		warning = c.warn(closeAt)
+	}
+	c.mu.Unlock()
+	if warning != nil {
+		c.send1(warning)
 	}
 }
 
@@ -57,22 +62,27 @@ func (c *conn) warnTimer(warnAt, closeAt time.Time) *time.Timer {
 	var t *time.Timer
 	t = time.AfterFunc(time.Until(warnAt), func() {
 		c.mu.Lock()
-		defer c.mu.Unlock()
+		var warning *messages.Envelope
 		if c.expiry == t && c.ctx.Err() == nil {
-			c.warn(closeAt)
+			warning = c.warn(closeAt)
+		}
+		c.mu.Unlock()
+		// A refresh racing with this may be acked just before the warning
+		// goes out; the client then refreshes once more, which is harmless.
+		if warning != nil {
+			c.send1(warning)
 		}
 	})
 	return t
 }
 
-// warn queues expiring and arms the close at closeAt. Called with c.mu
-// held, so a refresh that replaces the token (it takes c.mu in setExpiry)
-// is acked after this warning, never before it.
-func (c *conn) warn(closeAt time.Time) {
+// warn arms the close at closeAt and returns the expiring message to queue.
+// Called with c.mu held.
+func (c *conn) warn(closeAt time.Time) *messages.Envelope {
 	c.expiry = c.closeTimer(closeAt)
 	left := max(time.Until(closeAt), 0)
 	data := mustJSON(messages.Expiring{ExpiresInMS: left.Milliseconds()})
-	c.send1(&messages.Envelope{Type: messages.TypeExpiring, Data: data})
+	return &messages.Envelope{Type: messages.TypeExpiring, Data: data}
 }
 
 // closeTimer closes the connection with 4002 at closeAt. Called with c.mu
