@@ -17,6 +17,11 @@ type Config struct {
 	Prefix string
 	// Auth verifies client tokens.
 	Auth AuthConfig
+	// ExpiryWarning is how long before a session's token-expiry close (its
+	// exp plus Auth.Leeway; close 4002) the client is sent expiring, once
+	// per token, so it can refresh; at once when the token is installed
+	// with less than that left. 0 sends no warning.
+	ExpiryWarning time.Duration
 	// ICEServers are handed to clients in welcome.
 	ICEServers []ICEServerConfig
 	// RingTimeout is advertised in welcome; the router enforces it.
@@ -96,8 +101,9 @@ type ICEServerConfig struct {
 }
 
 // DefaultConfig returns the defaults: HS256 auth with 30 s leeway (a secret
-// must still be set), Google's public STUN server, 30 s ring timeout, 10 s
-// resume grace, 1 s heartbeat with 3 s TTL, 10 s drain, 64 KiB frames, 32 KiB data, 256
+// must still be set), the expiry warning 60 s before a token's close,
+// Google's public STUN server, 30 s ring timeout, 10 s resume grace, 1 s
+// heartbeat with 3 s TTL, 10 s drain, 64 KiB frames, 32 KiB data, 256
 // queued frames, 50 messages/s (burst 200) and 1 invite/s (burst 10), 10
 // connections per user, 100 000 per gateway, 5 s write timeout, 25 s pings,
 // 5 s router budget (1 s a try).
@@ -105,6 +111,7 @@ func DefaultConfig() Config {
 	return Config{
 		Prefix:          messages.DefaultPrefix,
 		Auth:            AuthConfig{Alg: "HS256", Leeway: 30 * time.Second},
+		ExpiryWarning:   time.Minute,
 		ICEServers:      []ICEServerConfig{{URLs: []string{"stun:stun.l.google.com:19302"}}},
 		RingTimeout:     30 * time.Second,
 		ResumeGrace:     10 * time.Second,
@@ -142,6 +149,9 @@ func (c *Config) Validate() error {
 	}
 	if c.ResumeGrace < 0 || c.DrainTimeout < 0 {
 		errs = append(errs, errors.New("resume grace and drain timeout must not be negative"))
+	}
+	if c.ExpiryWarning < 0 {
+		errs = append(errs, errors.New("expiry warning must not be negative"))
 	}
 	if c.HeartbeatTTL < time.Second || c.HeartbeatTTL <= c.Heartbeat {
 		errs = append(errs, errors.New("heartbeat TTL must be at least 1s and longer than the heartbeat"))

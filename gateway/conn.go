@@ -395,20 +395,3 @@ func (c *conn) closeAfterQueue(code websocket.StatusCode, reason string) {
 		c.closeWith(code, reason)
 	}
 }
-
-// setExpiry (re)arms the close at the token's expiry, with the same leeway
-// that verification allows.
-func (c *conn) setExpiry(at time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.expiry != nil {
-		c.expiry.Stop()
-	}
-	c.expiry = time.AfterFunc(time.Until(at.Add(c.s.cfg.Auth.Leeway)), func() { c.closeWith(messages.CloseTokenExpired, "token expired") })
-}
-
-func (c *conn) stopExpiry() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.expiry.Stop()
-}

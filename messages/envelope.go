@@ -86,6 +86,13 @@ type Goaway struct {
 	ReconnectMS int64 `json:"reconnect_ms"`
 }
 
+// Expiring is the data of the expiring message: the connection is closed
+// with CloseTokenExpired in ExpiresInMS milliseconds unless a refresh
+// installs a newer token.
+type Expiring struct {
+	ExpiresInMS int64 `json:"expires_in_ms"`
+}
+
 // RefreshData is the data of a refresh request.
 type RefreshData struct {
 	Token string `json:"token"`

@@ -82,7 +82,7 @@ type Delivery struct {
 	Bind *Binding `json:"bind,omitempty"`
 	// Control, when set, is for the receiving gateway, not its client.
 	Control *Control `json:"ctl,omitempty"`
-	Env  Envelope `json:"-"`
+	Env     Envelope `json:"-"`
 }
 
 // Control operations between the gateways of a call's two connections,

@@ -23,6 +23,9 @@ const (
 	TypeEnded    = "ended"
 	TypePong     = "pong"
 	TypeGoaway   = "goaway"
+	// TypeExpiring warns that the session's token expires soon: refresh it
+	// before data.expires_in_ms or the connection is closed with 4002.
+	TypeExpiring = "expiring"
 )
 
 // Reasons carried by an ended message.

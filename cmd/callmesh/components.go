@@ -41,6 +41,7 @@ func (c *Config) gatewayConfig(log *slog.Logger, metrics prometheus.Registerer) 
 	return gateway.Config{
 		Prefix:          c.NATS.Prefix,
 		Auth:            c.authConfig(),
+		ExpiryWarning:   c.JWT.ExpiryWarning,
 		ICEServers:      c.ICE.Servers,
 		RingTimeout:     c.Call.RingTimeout,
 		ResumeGrace:     c.Call.ResumeGrace,

@@ -458,6 +458,9 @@ func (c *Config) validate() error {
 	if c.Dev.TokenTTL <= 0 {
 		errs = append(errs, errors.New("dev.token_ttl must be positive"))
 	}
+	if c.HTTP.HandshakeTimeout <= 0 {
+		errs = append(errs, errors.New("http.handshake_timeout must be positive"))
+	}
 	return errors.Join(errs...)
 }
 

@@ -174,6 +174,8 @@ func TestConfigErrors(t *testing.T) {
 		{"two nats logins", nil, []string{"CALLMESH_NATS_TOKEN=t", "CALLMESH_NATS_CREDS=c"}, "", []string{"nats.creds"}},
 		{"bad http addr", []string{"--http", "8080"}, nil, "", []string{"http.addr"}},
 		{"no gateways", []string{"--gateways", "0"}, nil, "", []string{"dev.gateways"}},
+		{"negative expiry warning", []string{"--jwt.expiry_warning", "-1s"}, nil, "", []string{"jwt.expiry_warning", "negative"}},
+		{"no handshake timeout", []string{"--http.handshake_timeout", "0s"}, nil, "", []string{"http.handshake_timeout"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -268,7 +270,7 @@ func TestReferenceListsEveryKey(t *testing.T) {
 	// The keys of the brief, so none goes missing from the table.
 	for _, key := range strings.Fields(`nats.url nats.prefix nats.replicas nats.creds nats.user nats.password
 		nats.token nats.nkey_seed_file nats.tls_ca nats.tls_cert nats.tls_key http.addr http.demo http.origin_patterns
-		jwt.alg jwt.secret jwt.key_file jwt.jwks_url jwt.jwks_refresh jwt.issuer jwt.audience jwt.leeway
+		http.handshake_timeout jwt.alg jwt.secret jwt.key_file jwt.jwks_url jwt.jwks_refresh jwt.issuer jwt.audience jwt.leeway jwt.expiry_warning
 		jwt.max_token_bytes jwt.signing_key_file ice.servers call.ring_timeout call.resume_grace
 		call.ended_retention presence.heartbeat presence.ttl presence.resync limits.max_message_bytes
 		limits.max_data_bytes limits.send_queue limits.message_rate limits.message_burst limits.invite_rate limits.invite_burst limits.max_conns_per_user limits.max_conns limits.write_timeout limits.ping_interval router.timeout

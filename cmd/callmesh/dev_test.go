@@ -38,38 +38,51 @@ func (b *syncBuffer) String() string {
 	return b.buf.String()
 }
 
-// TestDev runs `callmesh dev --gateways 2` in-process, calls bob on gateway 1
-// from alice on gateway 0, and stops it: both clients get 1001.
-func TestDev(t *testing.T) {
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	var stdout, stderr syncBuffer
-	exit := make(chan int, 1)
-	go func() {
-		exit <- Run(ctx, []string{"dev", "--http", "127.0.0.1:0", "--gateways", "2",
-			"--dev.nats_port", "0", "--dev.store_dir", t.TempDir(), "--log.level", "warn"},
-			nil, &stdout, &stderr)
-	}()
+// devRun is a `callmesh dev` running in-process.
+type devRun struct {
+	gateways       []string // host:port of each gateway
+	cancel         context.CancelFunc
+	exit           chan int
+	stdout, stderr syncBuffer
+}
 
-	var gateways []string
+// startDev runs `callmesh dev` on free ports with args added, until the
+// test ends, and waits until it is ready.
+func startDev(t *testing.T, args ...string) *devRun {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	d := &devRun{cancel: cancel, exit: make(chan int, 1)}
+	t.Cleanup(cancel)
+	args = append([]string{"dev", "--http", "127.0.0.1:0", "--dev.nats_port", "0",
+		"--dev.store_dir", t.TempDir(), "--log.level", "warn"}, args...)
+	go func() { d.exit <- Run(ctx, args, nil, &d.stdout, &d.stderr) }()
+
 	gatewayLine := regexp.MustCompile(`(?m)^  gateway (\d+) +ws://(\S+)/ws`)
 	natstest.WaitFor(t, "dev prints its gateways", func() error {
 		select {
-		case code := <-exit:
-			t.Fatalf("dev exited with %d:\n%s\n%s", code, stdout.String(), stderr.String())
+		case code := <-d.exit:
+			t.Fatalf("dev exited with %d:\n%s\n%s", code, d.stdout.String(), d.stderr.String())
 		default:
 		}
-		out := stdout.String()
+		out := d.stdout.String()
 		if !regexp.MustCompile(`(?m)^ready`).MatchString(out) {
 			return fmt.Errorf("not ready:\n%s", out)
 		}
 		for _, m := range gatewayLine.FindAllStringSubmatch(out, -1) {
-			gateways = append(gateways, m[2])
+			d.gateways = append(d.gateways, m[2])
 		}
 		return nil
 	})
+	return d
+}
+
+// TestDev runs `callmesh dev --gateways 2` in-process, calls bob on gateway 1
+// from alice on gateway 0, and stops it: both clients get 1001.
+func TestDev(t *testing.T) {
+	d := startDev(t, "--gateways", "2")
+	gateways, cancel, exit, stderr := d.gateways, d.cancel, d.exit, &d.stderr
 	if len(gateways) != 2 {
-		t.Fatalf("want 2 gateways in the banner, got %q:\n%s", gateways, stdout.String())
+		t.Fatalf("want 2 gateways in the banner, got %q:\n%s", gateways, d.stdout.String())
 	}
 
 	for _, addr := range gateways {

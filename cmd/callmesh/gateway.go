@@ -42,7 +42,7 @@ func runGateway(ctx context.Context, cfg *Config, log *slog.Logger) error {
 		return gatewayNewError(err)
 	}
 
-	hs := newHTTPServer(gw.Handler(), log)
+	hs := newHTTPServer(gw.Handler(), cfg.HTTP.HandshakeTimeout, log)
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- hs.Serve(ln) }()
 	log.Info("gateway listening", "addr", ln.Addr().String(), "gateway", gw.ID())
@@ -57,15 +57,22 @@ func runGateway(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	return errors.Join(err, gw.Shutdown(sctx), hs.Shutdown(sctx))
 }
 
-// newHTTPServer serves a gateway's or router's handler. WebSockets are hijacked, so
-// the timeouts bind only plain requests and the upgrade.
-func newHTTPServer(h http.Handler, log *slog.Logger) *http.Server {
+// newHTTPServer serves a gateway's or router's handler. A client must send its whole
+// request line and headers within handshake (http.handshake_timeout),
+// counted from the moment its connection is accepted or, on a kept-alive
+// connection, from its next request's first byte; otherwise the server
+// closes the connection. The WebSocket handshake is a GET without a body,
+// so that bounds it entirely. WebSockets are hijacked, which clears the
+// deadlines: the timeouts bind only plain requests and the upgrade.
+func newHTTPServer(h http.Handler, handshake time.Duration, log *slog.Logger) *http.Server {
 	return &http.Server{
 		Handler:           h,
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		ReadHeaderTimeout: handshake,
+		// ReadTimeout also covers the headers: never shorter than the
+		// handshake timeout.
+		ReadTimeout: max(handshake, 30*time.Second),
+		IdleTimeout: 2 * time.Minute,
+		ErrorLog:    slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 }
 

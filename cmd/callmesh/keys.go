@@ -15,16 +15,17 @@ import (
 type Config struct {
 	NATS natsConfig
 	HTTP struct {
-		Addr           string
-		OriginPatterns []string
-		Demo           bool
-		DrainTimeout   time.Duration
+		Addr             string
+		OriginPatterns   []string
+		Demo             bool
+		DrainTimeout     time.Duration
+		HandshakeTimeout time.Duration
 	}
 	JWT struct {
 		Alg, Secret, KeyFile, JWKSURL string
 		JWKSRefresh                   time.Duration
 		Issuer, Audience              string
-		Leeway                        time.Duration
+		Leeway, ExpiryWarning         time.Duration
 		MaxTokenBytes                 int
 		SigningKeyFile                string
 	}
@@ -96,6 +97,7 @@ var settings = []setting{
 	{"http.demo", "false", "serve the demo page at / (dev always does); /callmesh.js is always served", func(c *Config) any { return &c.HTTP.Demo }},
 	{"http.drain_timeout", "10s", "on SIGTERM a gateway sends goaway and waits this long for clients to resume elsewhere, then closes the rest with 1012 (dev stops at once)", func(c *Config) any { return &c.HTTP.DrainTimeout }},
 	{"http.origin_patterns", "", "browser origins allowed besides the gateway's own (host patterns; dev allows * when empty)", func(c *Config) any { return &c.HTTP.OriginPatterns }},
+	{"http.handshake_timeout", "10s", "a client must send its whole HTTP request (the WebSocket handshake) within this, or the connection is closed", func(c *Config) any { return &c.HTTP.HandshakeTimeout }},
 
 	{"jwt.alg", "HS256", "the one accepted JWT algorithm: HS256/384/512, RS*, PS*, ES256/384/512 or EdDSA", func(c *Config) any { return &c.JWT.Alg }},
 	{"jwt.secret", "", "HS* shared secret, at least 32 bytes (dev generates one when empty)", func(c *Config) any { return &c.JWT.Secret }},
@@ -105,6 +107,7 @@ var settings = []setting{
 	{"jwt.issuer", "", "required iss claim (and the iss of minted tokens)", func(c *Config) any { return &c.JWT.Issuer }},
 	{"jwt.audience", "", "required aud claim (and the aud of minted tokens)", func(c *Config) any { return &c.JWT.Audience }},
 	{"jwt.leeway", "30s", "clock skew allowed for exp, nbf and iat", func(c *Config) any { return &c.JWT.Leeway }},
+	{"jwt.expiry_warning", "1m", "a session gets expiring this long before its token's exp + leeway closes it with 4002, so it can refresh (0: no warning)", func(c *Config) any { return &c.JWT.ExpiryWarning }},
 	{"jwt.max_token_bytes", "8192", "longer tokens are refused unparsed", func(c *Config) any { return &c.JWT.MaxTokenBytes }},
 	{"jwt.signing_key_file", "", "PEM private key for `token` (and dev tokens) with RS*/PS*/ES*/EdDSA", func(c *Config) any { return &c.JWT.SigningKeyFile }},
 

@@ -41,7 +41,7 @@ func runRouter(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	var hs *http.Server
 	serveErr := make(chan error, 1)
 	if ln != nil {
-		hs = newHTTPServer(r.Handler(), log)
+		hs = newHTTPServer(r.Handler(), cfg.HTTP.HandshakeTimeout, log)
 		go func() { serveErr <- hs.Serve(ln) }()
 		log.Info("router http listening", "addr", ln.Addr().String())
 	}

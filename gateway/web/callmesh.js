@@ -8,7 +8,8 @@
  * - requests (`invite`, `accept`, `hangup`, …) are promises, matched to their `ack` / `error` by id;
  * - it reconnects after a drop (exponential backoff with jitter, 250 ms … 10 s) and resumes the
  *   session: calls go on and what was sent meanwhile arrives; on `goaway` it moves after the delay;
- * - it sends `ping` every 20 s and refreshes the JWT about 60 s before it expires;
+ * - it sends `ping` every 20 s and refreshes the JWT about 60 s before it expires, and at once
+ *   when the server warns with `expiring`;
  * - each {@link Call} drives an RTCPeerConnection with the W3C "perfect negotiation" pattern
  *   (the callee is polite), buffers early ICE candidates, and renegotiates when you change the
  *   outgoing media with {@link Call#setStream} (camera on/off, screen share).
@@ -141,6 +142,8 @@ export class CallMeshError extends Error {
  * - `"welcome"`: detail {@link Welcome}, after every (re)connect;
  * - `"state"`: detail {@link MeshState};
  * - `"incoming"`: detail {@link Call}, a call rings here (state `"incoming"`);
+ * - `"expiring"`: detail `{expires_in_ms}`, the server will close the session (4002) that soon
+ *   unless the token is refreshed; with a token function the client refreshes at once by itself;
  * - `"error"`: detail `{code, message, id}`, every `error` frame from the server, and client-side
  *   failures that no promise reports (a failed token refresh).
  */
@@ -168,6 +171,7 @@ export class CallMesh extends EventTarget {
   #ready = null;
   #everOpen = false; // a welcome arrived since connect(): from then on, drops reconnect
   #attempt = 0;
+  #refreshing = false; // a refresh is under way
   #timers = { retry: 0, ping: 0, refresh: 0, welcome: 0, grace: 0, goaway: 0 };
 
   /**
@@ -438,6 +442,11 @@ export class CallMesh extends EventTarget {
         this.#emit("error", { code: err.code, message: env.message ?? "", id: env.id });
         return;
       }
+      case "expiring": // the token runs out soon (close 4002): refresh it now
+        clearTimeout(this.#timers.refresh);
+        this.#refresh();
+        this.#emit("expiring", env.data ?? {});
+        return;
       case "goaway": { // the gateway drains: after the delay it asks for, resume elsewhere
         const ws = this.#ws;
         const ms = Math.min(Math.max(Number(env.data?.reconnect_ms) || 0, 0), 30_000);
@@ -497,6 +506,8 @@ export class CallMesh extends EventTarget {
   }
 
   async #refresh() {
+    if (this.#refreshing) return; // the refresh under way reschedules
+    this.#refreshing = true;
     try {
       const jwt = await this.#getToken();
       if (jwt === this.#jwt) return; // nothing new to send; the token function decides
@@ -508,6 +519,8 @@ export class CallMesh extends EventTarget {
       if (own && this.#state === "open") {
         this.#emit("error", { code: err?.code ?? "refresh_failed", message: String(err?.message ?? err), id: err?.id });
       }
+    } finally {
+      this.#refreshing = false;
     }
     if (this.#state === "open") this.#scheduleRefresh();
   }

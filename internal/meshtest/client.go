@@ -51,13 +51,19 @@ func (m *Mesh) Dial(g int, user string) *Client {
 // welcome.
 func (m *Mesh) DialRaw(g int, token, query string) (*Client, *http.Response, error) {
 	m.t.Helper()
+	return m.DialHeader(g, token, query, nil)
+}
+
+// DialHeader is DialRaw with extra request headers (such as Origin).
+func (m *Mesh) DialHeader(g int, token, query string, h http.Header) (*Client, *http.Response, error) {
+	m.t.Helper()
 	u := m.Gateways[g].URL + "?" + query
 	if token != "" {
 		u += "&access_token=" + url.QueryEscape(token)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), Wait)
 	defer cancel()
-	ws, resp, err := websocket.Dial(ctx, u, nil)
+	ws, resp, err := websocket.Dial(ctx, u, &websocket.DialOptions{HTTPHeader: h})
 	if err != nil {
 		return nil, resp, err
 	}

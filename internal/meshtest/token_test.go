@@ -118,6 +118,7 @@ func TestTokenExpiryAndRefresh(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	refreshed.Expect(messages.TypeExpiring) // the one-minute warning comes at once
 	refresh := func(id, token string) {
 		refreshed.Send(&messages.Envelope{Type: messages.TypeRefresh, ID: id, Data: json.RawMessage(`{"token":"` + token + `"}`)})
 	}
