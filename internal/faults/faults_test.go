@@ -43,6 +43,9 @@ func TestFaults(t *testing.T) {
 					c.mu.Unlock()
 				}
 				m.mu.Unlock()
+				if t.Failed() {
+					r.fault += " **FAIL**"
+				}
 				addRow(r)
 				if !r.ok() {
 					t.Errorf("%s: %d wrong outcomes; continued %d/%d; ended correctly %d/%d",

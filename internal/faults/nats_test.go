@@ -17,7 +17,7 @@ import (
 // callable. Time: kill → the first new call accepted.
 func natsKillRestart(t *testing.T, m *mesh, r *row, n int) {
 	pairs := makePairs(t, m, "nk", n, func(i int) int { return i % 3 }, func(i int) int { return (i + 1) % 3 })
-	r.inFlight = len(pairs)
+	r.inFlight, r.continuedWant = len(pairs), len(pairs)
 	k := max(n/4, 1)
 	newA, newB := users(t, m, "nk-new-a", k), users(t, m, "nk-new-b", k)
 	for i := range k {

@@ -70,7 +70,7 @@ func resumeTo(c *client, gw int, call string) error {
 // Time: the slowest resume, from dial to welcome.
 func clientDropResume(t *testing.T, m *mesh, r *row, n int) {
 	pairs, victims := victimPairs(t, m, "drop", n)
-	r.inFlight = len(pairs)
+	r.inFlight, r.continuedWant = len(pairs), len(pairs)
 	tr := startTraffic(pairs)
 	defer func() {
 		if tr != nil {
@@ -112,7 +112,7 @@ func clientDropResume(t *testing.T, m *mesh, r *row, n int) {
 // continue without a lost signal. Time: kill → the last resumed welcome.
 func gatewayKillResume(t *testing.T, m *mesh, r *row, n int) {
 	pairs, victims := victimPairs(t, m, "gwkill", n)
-	r.inFlight = len(pairs)
+	r.inFlight, r.continuedWant = len(pairs), len(pairs)
 	tr := startTraffic(pairs)
 	defer func() {
 		if tr != nil {
@@ -154,7 +154,7 @@ func gatewayKillResume(t *testing.T, m *mesh, r *row, n int) {
 // Time: kill → the last ended.
 func gatewayKillGone(t *testing.T, m *mesh, r *row, n int) {
 	pairs, victims := victimPairs(t, m, "gone", n)
-	r.inFlight = len(pairs)
+	r.inFlight, r.endedWant = len(pairs), len(pairs)
 	for _, v := range victims {
 		v.quiet.Store(true)
 	}
@@ -175,7 +175,6 @@ func gatewayKillGone(t *testing.T, m *mesh, r *row, n int) {
 		if victims[i] == p.a {
 			peer = p.b
 		}
-		r.endedWant++
 		reason, err := peer.awaitEnded(time.Until(killed.Add(bound)), p.call)
 		switch {
 		case err != nil:
@@ -213,7 +212,7 @@ func gatewayKillGone(t *testing.T, m *mesh, r *row, n int) {
 // last resumed welcome.
 func gatewayTermDrain(t *testing.T, m *mesh, r *row, n int) {
 	pairs, victims := victimPairs(t, m, "drain", n)
-	r.inFlight = len(pairs)
+	r.inFlight, r.continuedWant = len(pairs), len(pairs)
 	tr := startTraffic(pairs)
 	defer func() {
 		if tr != nil {

@@ -37,6 +37,10 @@ import (
 //     (the sender's own connection died) are not owed.
 //   - time: the fault's detection or recovery time, named in the cell
 //     (the largest over all affected calls).
+//
+// A fault whose test failed for any reason (also one outside these
+// columns, such as a resume refused or a missing goaway) is marked
+// **FAIL** in the table.
 type row struct {
 	fault                            string
 	inFlight                         int
