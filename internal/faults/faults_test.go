@@ -20,7 +20,7 @@ var scenarios = []scenario{
 	{"gateway_kill_resume", "gateway SIGKILL, clients resume on another gateway", gatewayKillResume},
 	{"gateway_kill_gone", "gateway SIGKILL, clients do not come back", gatewayKillGone},
 	{"gateway_term_drain", "gateway SIGTERM (drain, `goaway`)", gatewayTermDrain},
-	{"router_kill", "router SIGKILL during call setup and teardown", routerKill},
+	{"router_kill", "router SIGKILL during call setup and teardown (one, restart, then the other)", routerKill},
 	{"nats_kill_restart", "NATS node SIGKILL (stream leader) and restart", natsKillRestart},
 }
 

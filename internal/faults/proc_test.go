@@ -28,10 +28,11 @@ type proc struct {
 	env  []string
 	log  string // file holding its stdout and stderr
 
-	mu   sync.Mutex
-	cmd  *exec.Cmd
-	done chan struct{} // closed when cmd has exited
-	err  error         // exit status; set before done is closed
+	mu       sync.Mutex
+	logStart int64 // size of the log when the current run started
+	cmd      *exec.Cmd
+	done     chan struct{} // closed when cmd has exited
+	err      error         // exit status; set before done is closed
 }
 
 // start runs bin args as a new process named name, appending its output to
@@ -60,8 +61,12 @@ func (p *proc) run() {
 		p.t.Fatalf("start %s: %v", p.name, err)
 	}
 	done := make(chan struct{})
+	var size int64
+	if fi, err := f.Stat(); err == nil {
+		size = fi.Size()
+	}
 	p.mu.Lock()
-	p.cmd, p.done = cmd, done
+	p.cmd, p.done, p.logStart = cmd, done, size
 	p.mu.Unlock()
 	go func() {
 		err := cmd.Wait()
@@ -115,12 +120,15 @@ func (p *proc) exitErr() error {
 	return p.err
 }
 
-// waitLog waits until the process's log holds s.
+// waitLog waits until the log of the process's current run holds s.
 func (p *proc) waitLog(s string, d time.Duration) {
 	p.t.Helper()
+	p.mu.Lock()
+	from := p.logStart
+	p.mu.Unlock()
 	waitFor(p.t, d, func() error {
 		b, _ := os.ReadFile(p.log)
-		if bytes.Contains(b, []byte(s)) {
+		if int64(len(b)) >= from && bytes.Contains(b[from:], []byte(s)) {
 			return nil
 		}
 		if p.wait(0) {

@@ -23,9 +23,10 @@ type churnStats struct {
 // routerKill: pairs make calls back to back (every fourth left unanswered
 // until the ring timeout; the others accepted, signalled both ways, probed
 // by a third user who must get busy, and hung up by either side) while
-// router 0 is SIGKILLed a third of the way in. Every call must end with
+// router 0 is SIGKILLed a quarter of the way in, restarted, and router 1
+// SIGKILLed halfway (calls in flight: those live at the first kill). Every call must end with
 // the reason its parties expect; no invite may ring a user in a call.
-// Time: the slowest invite → ack after the kill.
+// Time: the slowest invite → ack after the first kill.
 func routerKill(t *testing.T, m *mesh, r *row, n int) {
 	as, bs, ps := users(t, m, "rk-a", n), users(t, m, "rk-b", n), users(t, m, "rk-p", n)
 	for i := range n {
@@ -47,12 +48,18 @@ func routerKill(t *testing.T, m *mesh, r *row, n int) {
 			churn(t, st, i, as[i], bs[i], ps[i], end)
 		}()
 	}
-	time.Sleep(run / 3)
+	time.Sleep(run / 4)
 	st.mu.Lock()
 	r.inFlight = int(st.live.Load())
 	st.killedAt = time.Now()
 	st.mu.Unlock()
 	m.routers[0].kill()
+	// Restart it and kill the other: calls that router 1 created (and
+	// whose ring timeouts it had armed) are now router 0's to finish.
+	time.Sleep(run / 4)
+	m.routers[0].run()
+	m.routers[0].waitLog("router started", 30*time.Second)
+	m.routers[1].kill()
 	wg.Wait()
 	r.time = "recover " + ms(st.slowest)
 
