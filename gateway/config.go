@@ -29,6 +29,9 @@ type Config struct {
 	// seconds).
 	Heartbeat    time.Duration
 	HeartbeatTTL time.Duration
+	// DrainTimeout bounds how long Shutdown waits for clients told goaway
+	// to resume on other gateways before it closes the rest with 1012.
+	DrainTimeout time.Duration
 	// MaxMessageBytes bounds one WebSocket frame (larger: close 1009).
 	MaxMessageBytes int64
 	// MaxDataBytes bounds an envelope's data (larger: error too_large).
@@ -94,7 +97,7 @@ type ICEServerConfig struct {
 
 // DefaultConfig returns the defaults: HS256 auth with 30 s leeway (a secret
 // must still be set), Google's public STUN server, 30 s ring timeout, 10 s
-// resume grace, 1 s heartbeat with 3 s TTL, 64 KiB frames, 32 KiB data, 256
+// resume grace, 1 s heartbeat with 3 s TTL, 10 s drain, 64 KiB frames, 32 KiB data, 256
 // queued frames, 50 messages/s (burst 200) and 1 invite/s (burst 10), 10
 // connections per user, 100 000 per gateway, 5 s write timeout, 25 s pings,
 // 5 s router budget (1 s a try).
@@ -107,6 +110,7 @@ func DefaultConfig() Config {
 		ResumeGrace:     10 * time.Second,
 		Heartbeat:       time.Second,
 		HeartbeatTTL:    3 * time.Second,
+		DrainTimeout:    10 * time.Second,
 		MaxMessageBytes: 64 << 10,
 		MaxDataBytes:    messages.DefaultMaxData,
 		SendQueue:       256,
@@ -136,8 +140,8 @@ func (c *Config) Validate() error {
 			errs = append(errs, fmt.Errorf("%s must be positive", name))
 		}
 	}
-	if c.ResumeGrace < 0 {
-		errs = append(errs, errors.New("resume grace must not be negative"))
+	if c.ResumeGrace < 0 || c.DrainTimeout < 0 {
+		errs = append(errs, errors.New("resume grace and drain timeout must not be negative"))
 	}
 	if c.HeartbeatTTL < time.Second || c.HeartbeatTTL <= c.Heartbeat {
 		errs = append(errs, errors.New("heartbeat TTL must be at least 1s and longer than the heartbeat"))

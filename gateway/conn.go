@@ -12,18 +12,34 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/callmesh/callmesh/messages"
+	"github.com/callmesh/callmesh/presence"
 )
 
 // conn is one client connection. The reader goroutine (run's caller, the
 // HTTP handler) handles client messages in order; the writer goroutine
 // drains send. Anything may enqueue; nothing blocks on a slow client.
+//
+// A session outlives its socket for the resume grace: while no socket
+// serves it (and while a resuming socket catches up) its frames are held in
+// order, to be handed to the socket that resumes it (session.go).
 type conn struct {
 	s      *Server
-	id     string
+	id     string // the session's id: kept across resumes
 	user   string
-	resume string
+	holder string // this socket's id in presence (presence.Conn.Holder)
 	ws     *websocket.Conn
-	send   chan []byte // bounded; a full queue closes the client with 4003
+	send   chan outFrame // bounded; a full queue closes the client with 4003
+
+	// from is the resume token the client presented ("" for none).
+	from string
+	// resumeHash is the hash in presence of the secret that resumes this
+	// session; token is the token the client was given with it.
+	resumeHash string
+	token      string
+	prevHash   string // after a resume: the hash of the token the client used
+	// resuming is set while this socket takes a session over, so that the
+	// old socket of the same session answers the handover, not this one.
+	resuming atomic.Bool
 
 	ctx    context.Context // done when the connection ends
 	cancel context.CancelFunc
@@ -33,7 +49,6 @@ type conn struct {
 	invites *rate.Limiter // shared by the user's connections on this gateway; set by subscribe
 
 	bye       atomic.Bool // the client said bye: no resume grace
-	detached  atomic.Bool // the socket is gone; deliveries are dropped
 	closeOnce sync.Once
 	// lastCode and lastReason are written by the reader before it queues the
 	// close marker, and read by the writer after it receives it.
@@ -42,7 +57,25 @@ type conn struct {
 
 	mu     sync.Mutex
 	calls  map[string]*callView // this connection's live calls; guarded by mu
+	ended  recentCalls          // calls recently ended here, to drop repeats; guarded by mu
 	expiry *time.Timer          // closes the connection when its token expires; guarded by mu
+	// holding: frames go to held instead of send (no socket serves the
+	// session, or a resuming socket has not caught up yet). Guarded by mu,
+	// like the rest of the hold state.
+	holding   bool
+	held      []heldFrame
+	heldBytes int
+	overflow  bool        // held outgrew its bound: frames were lost
+	unsent    *outFrame   // the frame whose write failed
+	taken     bool        // the session has moved on: handed over or finished
+	grace     *time.Timer // ends the session when the resume grace runs out
+}
+
+// outFrame is one frame for the client, with its delivery id ("" for
+// replies) so a resume can drop frames that two gateways both held.
+type outFrame struct {
+	id    string
+	frame []byte
 }
 
 // callView is what a connection knows of one of its calls: enough to relay
@@ -55,55 +88,52 @@ type callView struct {
 	peerConn string // the other party's connection, once accepted
 }
 
-func newConn(s *Server, ws *websocket.Conn, claims Claims) *conn {
+func newConn(s *Server, ws *websocket.Conn, claims Claims, resume string) *conn {
 	c := &conn{
-		s: s, id: messages.NewID(), user: claims.Subject, resume: messages.NewID(), ws: ws,
-		send: make(chan []byte, s.cfg.SendQueue), calls: map[string]*callView{},
+		s: s, id: messages.NewID(), user: claims.Subject, holder: messages.NewID(), ws: ws, from: resume,
+		send: make(chan outFrame, s.cfg.SendQueue), calls: map[string]*callView{},
 		limit: rate.NewLimiter(rate.Limit(s.cfg.MessageRate), s.cfg.MessageBurst),
 		abuse: rate.NewLimiter(rate.Limit(s.cfg.MessageRate/10), s.cfg.MessageBurst),
 	}
+	c.token, c.resumeHash = messages.NewResumeToken(c.id)
 	c.ctx, c.cancel = context.WithCancel(s.bg)
 	c.setExpiry(claims.Expires)
 	return c
 }
 
-// run registers the connection, welcomes it and serves it until it ends.
+// run registers the connection (or resumes its session), welcomes it and
+// serves it until it ends.
 func (c *conn) run() {
 	defer c.cancel()
 	log := c.s.log.With("conn", c.id)
+	prev, resuming := c.s.resumable(c)
 	if err := c.s.subscribe(c); err != nil {
 		log.Error("subscribe", "err", err)
 		c.closeWith(messages.CloseInternal, "unavailable")
 		return
 	}
-	if max := c.s.cfg.MaxConnsPerUser; max > 0 {
-		conns, err := c.s.presence.Conns(c.ctx, c.user)
-		if err == nil && len(conns) >= max {
-			c.s.unsubscribe(c)
-			c.closeWith(messages.CloseTooManyConns, "too many connections for this user")
+	var welcome []byte
+	if resuming {
+		var ok bool
+		if welcome, ok = c.takeOver(prev); !ok {
 			return
 		}
-	}
-	if err := c.s.presence.Register(c.ctx, c.user, c.id, c.s.id); err != nil {
-		log.Error("register", "err", err)
-		c.s.unsubscribe(c)
-		c.closeWith(messages.CloseInternal, "unavailable")
+	} else if welcome = c.start(); welcome == nil {
 		return
 	}
-	// A call already ringing for this user rings this device too.
-	attach, err := c.s.request(c.ctx, &messages.Request{Op: messages.OpAttach, User: c.user, Conn: c.id, Gateway: c.s.id})
-	if err != nil {
-		log.Warn("attach", "err", err)
+	if err := c.write(welcome); err != nil {
+		if resuming {
+			c.unrotate()
+		}
+		c.s.left(c)
+		return
 	}
-	if err := c.write(c.welcome()); err != nil {
+	if resuming && !c.catchUp() {
 		c.s.left(c)
 		return
 	}
 	c.s.metrics.connections.Inc()
 	defer c.s.metrics.connections.Dec()
-	for _, env := range attach.Then {
-		c.deliver(env, messages.Encode(env), nil)
-	}
 
 	g, ctx := errgroup.WithContext(c.ctx)
 	g.Go(func() error { return c.writeLoop(ctx) })
@@ -116,11 +146,47 @@ func (c *conn) run() {
 	c.s.left(c)
 }
 
-func (c *conn) welcome() []byte {
+// start registers a new session and returns its welcome, or nil when the
+// connection was refused (and closed).
+func (c *conn) start() []byte {
+	if max := c.s.cfg.MaxConnsPerUser; max > 0 {
+		conns, err := c.s.presence.Conns(c.ctx, c.user)
+		if err == nil && len(conns) >= max {
+			c.s.unsubscribe(c)
+			c.closeWith(messages.CloseTooManyConns, "too many connections for this user")
+			return nil
+		}
+	}
+	if err := c.s.presence.Register(c.ctx, c.user, c.id, c.presence()); err != nil {
+		c.s.log.Error("register", "conn", c.id, "err", err)
+		c.s.unsubscribe(c)
+		c.closeWith(messages.CloseInternal, "unavailable")
+		return nil
+	}
+	// A call already ringing for this user rings this device too.
+	attach, err := c.s.request(c.ctx, &messages.Request{Op: messages.OpAttach, User: c.user, Conn: c.id, Gateway: c.s.id})
+	if err != nil {
+		c.s.log.Warn("attach", "conn", c.id, "err", err)
+	}
+	for _, env := range attach.Then {
+		c.deliver("", env, messages.Encode(env), nil)
+	}
+	return c.welcome(false, nil)
+}
+
+// presence is how presence records this socket holding the session.
+func (c *conn) presence() presence.Conn {
+	return presence.Conn{Gateway: c.s.id, Resume: c.resumeHash, Holder: c.holder}
+}
+
+func (c *conn) welcome(resumed bool, calls []messages.CallInfo) []byte {
+	if calls == nil {
+		calls = []messages.CallInfo{}
+	}
 	w := messages.Welcome{
-		User: c.user, Conn: c.id, Resume: c.resume,
+		User: c.user, Conn: c.id, Resume: c.token, Resumed: resumed, Calls: calls,
 		ResumeGraceMS: c.s.cfg.ResumeGrace.Milliseconds(), RingTimeoutMS: c.s.cfg.RingTimeout.Milliseconds(),
-		ICEServers: iceServers(c.s.cfg.ICEServers, c.user, time.Now()), Calls: []messages.CallInfo{},
+		ICEServers: iceServers(c.s.cfg.ICEServers, c.user, time.Now()),
 	}
 	return messages.Encode(&messages.Envelope{Type: messages.TypeWelcome, Data: mustJSON(w)})
 }
@@ -179,12 +245,15 @@ func (c *conn) writeLoop(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return nil
-		case frame := <-c.send:
-			if frame == nil { // closeAfterQueue's marker
+		case f := <-c.send:
+			if f.frame == nil { // closeAfterQueue's marker
 				c.closeWith(c.lastCode, c.lastReason)
 				return nil
 			}
-			if err := c.write(frame); err != nil {
+			if err := c.write(f.frame); err != nil {
+				c.mu.Lock()
+				c.unsent = &f // held for a resume (session.go)
+				c.mu.Unlock()
 				return err
 			}
 		case <-ping.C:
@@ -207,45 +276,81 @@ func (c *conn) write(frame []byte) error {
 }
 
 // deliver updates the connection's view of its calls and queues frame (the
-// encoding of env). A duplicate incoming (the same call rung twice, by
-// attach and by the invite) is dropped.
-func (c *conn) deliver(env *messages.Envelope, frame []byte, bind *messages.Binding) {
-	if c.detached.Load() {
+// encoding of env; id is its delivery id). Repeats are dropped: the same
+// call rung twice (by attach and by the invite), and a second accepted or
+// ended for a call (effects are at least once across router crashes).
+func (c *conn) deliver(id string, env *messages.Envelope, frame []byte, bind *messages.Binding) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.holding {
+		c.hold(outFrame{id, frame}, env, bind)
 		return
 	}
-	c.mu.Lock()
+	if c.apply(id, env, bind) {
+		c.enqueueLocked(outFrame{id, frame})
+	}
+}
+
+// apply updates the call views for env (delivery id, "" for a router's
+// reply to this connection) and reports whether the client should see it.
+// Guarded by mu.
+func (c *conn) apply(id string, env *messages.Envelope, bind *messages.Binding) bool {
+	v := c.calls[env.Call]
 	switch env.Type {
 	case messages.TypeRinging:
-		if v := c.calls[env.Call]; v != nil && v.state == "accepted" {
-			c.mu.Unlock()
-			return // a retried invite's late reply: the call has moved on
+		if v != nil && v.state == "accepted" {
+			return false // a retried invite's late reply: the call has moved on
 		}
 	case messages.TypeIncoming:
-		if _, dup := c.calls[env.Call]; dup {
-			c.mu.Unlock()
-			return
+		if v != nil || c.ended.has(env.Call) {
+			return false
 		}
 		c.calls[env.Call] = &callView{role: "callee", state: "ringing", peer: env.From}
 	case messages.TypeAccepted:
-		if bind != nil {
-			role := "caller"
-			if env.From == c.user {
-				role = "callee"
-			}
-			c.calls[env.Call] = &callView{role: role, state: "accepted", peer: bind.PeerUser, peerConn: bind.PeerConn}
+		if bind == nil {
+			return true
 		}
+		repeat := v != nil && v.state == "accepted" && v.peerConn == bind.PeerConn
+		if repeat && id != "" || c.ended.has(env.Call) {
+			return false // a reply to a retried accept is answered again
+		}
+		role := "caller"
+		if env.From == c.user {
+			role = "callee"
+		}
+		c.calls[env.Call] = &callView{role: role, state: "accepted", peer: bind.PeerUser, peerConn: bind.PeerConn}
 	case messages.TypeEnded:
-		delete(c.calls, env.Call)
+		if c.ended.has(env.Call) {
+			return false
+		}
+		c.endCall(env.Call)
 	}
-	c.mu.Unlock()
-	c.enqueue(frame)
+	return true
 }
 
-// enqueue queues frame without blocking; a client whose queue is full is
-// too slow to keep up and is closed (signaling is never silently dropped).
+// endCall forgets a call that ended for this connection. Guarded by mu.
+func (c *conn) endCall(call string) {
+	delete(c.calls, call)
+	c.ended.add(call)
+}
+
+// enqueue queues a reply to the client (see enqueueLocked).
 func (c *conn) enqueue(frame []byte) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.holding {
+		c.hold(outFrame{frame: frame}, nil, nil)
+		return
+	}
+	c.enqueueLocked(outFrame{frame: frame})
+}
+
+// enqueueLocked queues f without blocking; a client whose queue is full is
+// too slow to keep up and is closed (signaling is never silently dropped).
+// Guarded by mu, so that no frame slips into send once holding began.
+func (c *conn) enqueueLocked(f outFrame) {
 	select {
-	case c.send <- frame:
+	case c.send <- f:
 	default:
 		go c.closeWith(messages.CloseTooSlow, "too slow: send queue overflow")
 	}
@@ -272,14 +377,11 @@ func (c *conn) closeWith(code websocket.StatusCode, reason string) {
 func (c *conn) closeAfterQueue(code websocket.StatusCode, reason string) {
 	c.lastCode, c.lastReason = code, reason
 	select {
-	case c.send <- nil:
+	case c.send <- outFrame{}:
 	default:
 		c.closeWith(code, reason)
 	}
 }
-
-// shutdown closes the connection because the gateway is going away.
-func (c *conn) shutdown() { c.closeWith(messages.CloseGoingAway, "server shutting down") }
 
 // setExpiry (re)arms the close at the token's expiry, with the same leeway
 // that verification allows.
@@ -296,39 +398,4 @@ func (c *conn) stopExpiry() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.expiry.Stop()
-}
-
-// left handles the end of c's socket: with bye at once, otherwise after the
-// resume grace, its calls end and it leaves presence. On shutdown nothing is
-// ended here: the routers evict the gateway's connections after the grace.
-func (s *Server) left(c *conn) {
-	c.detached.Store(true)
-	s.mu.Lock()
-	draining := s.draining
-	s.mu.Unlock()
-	switch {
-	case draining:
-		s.unsubscribe(c)
-	case c.bye.Load() || s.cfg.ResumeGrace == 0:
-		s.finish(c)
-	default:
-		time.AfterFunc(s.cfg.ResumeGrace, func() { s.finish(c) })
-	}
-}
-
-// finish removes c from presence and tells the routers it is gone.
-func (s *Server) finish(c *conn) {
-	s.mu.Lock()
-	draining := s.draining
-	s.mu.Unlock()
-	if !draining {
-		if _, err := s.presence.Unregister(s.bg, c.user, c.id, s.id); err != nil {
-			s.log.Warn("unregister", "conn", c.id, "err", err)
-		}
-		req := &messages.Request{Op: messages.OpLeave, User: c.user, Conn: c.id, Gateway: s.id, Bye: c.bye.Load()}
-		if _, err := s.request(s.bg, req); err != nil {
-			s.log.Warn("leave", "conn", c.id, "err", err)
-		}
-	}
-	s.unsubscribe(c)
 }

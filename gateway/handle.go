@@ -43,7 +43,7 @@ func (c *conn) handle(ctx context.Context, env *messages.Envelope) {
 		}
 		c.ask(ctx, env, &messages.Request{Op: op, Call: env.Call}, func() {
 			c.mu.Lock()
-			delete(c.calls, env.Call)
+			c.endCall(env.Call)
 			c.mu.Unlock()
 		})
 	}
@@ -68,7 +68,7 @@ func (c *conn) ask(ctx context.Context, env *messages.Envelope, req *messages.Re
 	}
 	c.send1(messages.Ack(env.ID, reply.Call))
 	for _, then := range reply.Then {
-		c.deliver(then, messages.Encode(then), reply.Bind)
+		c.deliver("", then, messages.Encode(then), reply.Bind)
 	}
 }
 

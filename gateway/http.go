@@ -35,7 +35,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	ws.SetReadLimit(s.cfg.MaxMessageBytes)
 	s.open.Add(1)
 	defer s.open.Add(-1)
-	newConn(s, ws, claims).run()
+	newConn(s, ws, claims, r.URL.Query().Get("resume")).run()
 }
 
 // serveDevToken mints a token for ?user=NAME. Dev mode only.

@@ -10,6 +10,7 @@ type metrics struct {
 	relayed       prometheus.Counter
 	routerLatency *prometheus.HistogramVec // op
 	dropped       prometheus.Counter
+	resumed       prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -36,9 +37,12 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		dropped: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "callmesh_gateway_nats_dropped_total", Help: "Deliveries NATS dropped because the gateway fell behind (slow consumer).",
 		}),
+		resumed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "callmesh_gateway_sessions_resumed_total", Help: "Sessions resumed on this gateway (from this or another one).",
+		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.connections, m.received, m.refused, m.closed, m.relayed, m.routerLatency, m.dropped)
+		reg.MustRegister(m.connections, m.received, m.refused, m.closed, m.relayed, m.routerLatency, m.dropped, m.resumed)
 	}
 	return m
 }

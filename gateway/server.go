@@ -54,18 +54,19 @@ type Server struct {
 
 	mu       sync.Mutex
 	users    map[string]*userSubs // subject → subscription and local conns; guarded by mu
-	conns    map[string]*conn     // conn id → conn, attached or in grace; guarded by mu
+	conns    map[*conn]struct{}   // sockets, open or holding a session in grace; guarded by mu
 	draining bool                 // guarded by mu
+	handover *nats.Subscription   // answers resumes of sessions held here
 }
 
 // userSubs is the NATS subscription of one user and the user's connections
 // on this gateway.
 type userSubs struct {
 	sub     *nats.Subscription
-	ready   chan struct{} // closed once the subscription reached the server
-	err     error         // set before ready is closed
-	conns   map[string]*conn
-	invites *rate.Limiter // the user's invites on this gateway
+	ready   chan struct{}      // closed once the subscription reached the server
+	err     error              // set before ready is closed
+	conns   map[*conn]struct{} // two sockets share a session id while one resumes it
+	invites *rate.Limiter      // the user's invites on this gateway
 }
 
 // New validates cfg, opens the presence bucket, starts the heartbeat and the
@@ -97,7 +98,7 @@ func New(ctx context.Context, cfg Config, nc *nats.Conn) (*Server, error) {
 	s := &Server{
 		cfg: cfg, id: messages.NewID(), nc: nc, names: names, metrics: newMetrics(cfg.Metrics),
 		verifier: verifier, presence: reg, deliveries: make(chan *nats.Msg, deliveryBuffer),
-		users: map[string]*userSubs{}, conns: map[string]*conn{},
+		users: map[string]*userSubs{}, conns: map[*conn]struct{}{},
 	}
 	s.log = cfg.Logger.With("component", "gateway", "gateway", s.id)
 	nc.SetErrorHandler(s.countDrops)
@@ -107,6 +108,9 @@ func New(ctx context.Context, cfg Config, nc *nats.Conn) (*Server, error) {
 	s.bg, s.cancel = context.WithCancel(context.Background())
 	s.goRun(func() { s.hb.Run(s.bg, s.reregister) })
 	s.goRun(s.dispatch)
+	if s.handover, err = nc.Subscribe(names.GatewaySubject(s.id), s.serveHandover); err != nil {
+		return nil, fmt.Errorf("gateway: subscribe handover: %w", err)
+	}
 
 	s.mux = http.NewServeMux()
 	s.mux.HandleFunc("GET /ws", s.serveWS)
@@ -156,7 +160,7 @@ func (s *Server) subscribe(c *conn) error {
 	s.mu.Lock()
 	u := s.users[subject]
 	if u == nil {
-		u = &userSubs{ready: make(chan struct{}), conns: map[string]*conn{},
+		u = &userSubs{ready: make(chan struct{}), conns: map[*conn]struct{}{},
 			invites: rate.NewLimiter(rate.Limit(s.cfg.InviteRate), s.cfg.InviteBurst)}
 		s.users[subject] = u
 		u.sub, u.err = s.nc.ChanSubscribe(subject, s.deliveries)
@@ -175,8 +179,8 @@ func (s *Server) subscribe(c *conn) error {
 		}
 		close(u.ready)
 	}
-	u.conns[c.id] = c
-	s.conns[c.id] = c
+	u.conns[c] = struct{}{}
+	s.conns[c] = struct{}{}
 	c.invites = u.invites
 	s.mu.Unlock()
 	<-u.ready
@@ -193,12 +197,15 @@ func (s *Server) unsubscribe(c *conn) {
 	subject := s.names.UserSubject(c.user)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	delete(s.conns, c.id)
+	delete(s.conns, c)
 	u := s.users[subject]
-	if u == nil || u.conns[c.id] != c {
+	if u == nil {
 		return
 	}
-	delete(u.conns, c.id)
+	if _, ok := u.conns[c]; !ok {
+		return
+	}
+	delete(u.conns, c)
 	if len(u.conns) == 0 {
 		delete(s.users, subject)
 		if u.sub != nil {
@@ -227,8 +234,8 @@ func (s *Server) dispatch() {
 		targets = targets[:0]
 		s.mu.Lock()
 		if u := s.users[m.Subject]; u != nil {
-			for id, c := range u.conns {
-				if (d.Conn == "" || d.Conn == id) && d.Except != id {
+			for c := range u.conns {
+				if (d.Conn == "" || d.Conn == c.id) && d.Except != c.id {
 					targets = append(targets, c)
 				}
 			}
@@ -238,7 +245,7 @@ func (s *Server) dispatch() {
 			continue
 		}
 		for _, c := range targets {
-			c.deliver(&d.Env, frame, d.Bind)
+			c.deliver(d.ID, &d.Env, frame, d.Bind)
 		}
 	}
 }
@@ -248,56 +255,21 @@ func (s *Server) dispatch() {
 func (s *Server) reregister() {
 	s.mu.Lock()
 	conns := make([]*conn, 0, len(s.conns))
-	for _, c := range s.conns {
+	for c := range s.conns {
 		conns = append(conns, c)
 	}
 	s.mu.Unlock()
 	for _, c := range conns {
-		if err := s.presence.Register(s.bg, c.user, c.id, s.id); err != nil {
+		c.mu.Lock()
+		taken := c.taken
+		c.mu.Unlock()
+		if taken || c.resuming.Load() { // a resume registers by takeover
+			continue
+		}
+		if err := s.presence.Register(s.bg, c.user, c.id, c.presence()); err != nil {
 			s.log.Warn("re-register", "conn", c.id, "err", err)
 		}
 	}
-}
-
-// Shutdown stops accepting connections, closes every client with 1001
-// (going away) and retires the gateway from presence, so routers end the
-// calls of clients that do not resume elsewhere within the grace period.
-func (s *Server) Shutdown(ctx context.Context) error {
-	s.mu.Lock()
-	if s.draining {
-		s.mu.Unlock()
-		return errors.New("gateway: already shut down")
-	}
-	s.draining = true
-	conns := make([]*conn, 0, len(s.conns))
-	for _, c := range s.conns {
-		conns = append(conns, c)
-	}
-	s.mu.Unlock()
-
-	var closing sync.WaitGroup
-	for _, c := range conns {
-		closing.Add(1)
-		go func() { defer closing.Done(); c.shutdown() }()
-	}
-	closing.Wait()
-	s.cancel()
-	err := s.hb.Retire(ctx)
-	s.mu.Lock()
-	for subject, u := range s.users {
-		_ = u.sub.Unsubscribe()
-		delete(s.users, subject)
-	}
-	s.mu.Unlock()
-	done := make(chan struct{})
-	go func() { s.wg.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	s.log.Info("gateway stopped", "connections", len(conns))
-	return err
 }
 
 // countDrops counts deliveries NATS dropped because the dispatcher fell

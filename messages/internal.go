@@ -19,6 +19,9 @@ const (
 	// OpAttach reports a newly registered connection, so that a call already
 	// ringing for its user rings it too.
 	OpAttach = "attach"
+	// OpResume asks for the live calls of a connection that resumed, with
+	// the bindings its new gateway needs to relay signal.
+	OpResume = "resume"
 )
 
 // Request is the payload a gateway sends to the router queue group. Only
@@ -42,6 +45,15 @@ type Reply struct {
 	Call    string      `json:"call,omitempty"`
 	Bind    *Binding    `json:"bind,omitempty"`
 	Then    []*Envelope `json:"then,omitempty"`
+	// Calls answers OpResume: the connection's live calls.
+	Calls []ResumedCall `json:"calls,omitempty"`
+}
+
+// ResumedCall is one live call of a resumed connection: what welcome lists,
+// and the peer's connection once the call is accepted.
+type ResumedCall struct {
+	CallInfo
+	PeerConn string `json:"peer_conn,omitempty"`
 }
 
 // Binding tells a gateway which connection is the other party of an accepted
@@ -58,6 +70,10 @@ type Binding struct {
 // frame exactly as the receiving gateway sends it on, so data stays byte
 // for byte what the sender wrote.
 type Delivery struct {
+	// ID is unique per publish (EncodeDelivery sets it). A session that
+	// resumes on another gateway receives what both gateways held, and the
+	// ID drops what both received.
+	ID string `json:"n,omitempty"`
 	// Conn, when set, limits delivery to that connection of the user.
 	Conn string `json:"conn,omitempty"`
 	// Except, when set, skips that connection of the user.
@@ -67,8 +83,9 @@ type Delivery struct {
 	Env  Envelope `json:"-"`
 }
 
-// EncodeDelivery frames d for publishing on a user subject.
+// EncodeDelivery frames d for publishing on a user subject, with a fresh ID.
 func EncodeDelivery(d *Delivery) []byte {
+	d.ID = nextDeliveryID()
 	head, err := json.Marshal(d)
 	if err != nil {
 		panic("messages: encode delivery: " + err.Error()) // strings only: cannot fail

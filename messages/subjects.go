@@ -69,6 +69,11 @@ func (n Names) UserSubject(user string) string {
 // RouterSubject is where gateways send requests to the router queue group.
 func (n Names) RouterSubject() string { return n.prefix + ".router" }
 
+// GatewaySubject is where gateway id answers handover requests: another
+// gateway resuming one of its sessions asks it for what it held meanwhile.
+// Gateway ids are NewID values (base64url), safe as one subject token.
+func (n Names) GatewaySubject(gateway string) string { return n.prefix + ".gw." + gateway }
+
 // RouterQueue is the queue group of the routers.
 func (n Names) RouterQueue() string { return n.prefix + "-routers" }
 

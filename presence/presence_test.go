@@ -50,7 +50,7 @@ func TestRegisterAcrossGateways(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := reg.Register(ctx, "a.b", string(rune('a'+i)), "gw"+string(rune('0'+i%2))); err != nil {
+			if err := reg.Register(ctx, "a.b", string(rune('a'+i)), Conn{Gateway: "gw" + string(rune('0'+i%2))}); err != nil {
 				t.Error(err)
 			}
 		}()
@@ -64,11 +64,11 @@ func TestRegisterAcrossGateways(t *testing.T) {
 		t.Fatalf("user a sees a.b's connections: %v", other)
 	}
 	// Unregister with the wrong gateway keeps the connection.
-	if removed, _ := reg.Unregister(ctx, "a.b", "a", "gw1"); removed {
+	if gone, _ := reg.Unregister(ctx, "a.b", "a", Conn{Gateway: "gw1"}); gone {
 		t.Fatal("removed a connection held by another gateway")
 	}
 	for c := range conns {
-		if _, err := reg.Unregister(ctx, "a.b", c, ""); err != nil {
+		if _, err := reg.Unregister(ctx, "a.b", c, Conn{}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -94,8 +94,8 @@ func TestMonitorEvictsDeadGateway(t *testing.T) {
 		t.Fatal(err)
 	}
 	// "dead" never refreshes: it has crashed.
-	_ = reg.Register(ctx, "alice", "c-live", "live")
-	_ = reg.Register(ctx, "bob", "c-dead", "dead")
+	_ = reg.Register(ctx, "alice", "c-live", Conn{Gateway: "live"})
+	_ = reg.Register(ctx, "bob", "c-dead", Conn{Gateway: "dead"})
 
 	ev := &evictions{seen: map[string]string{}}
 	mctx, stop := context.WithCancel(ctx)
@@ -124,7 +124,7 @@ func TestRetireStartsGrace(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_ = reg.Register(ctx, "carol", "c1", "gw")
+	_ = reg.Register(ctx, "carol", "c1", Conn{Gateway: "gw"})
 	ev := &evictions{seen: map[string]string{}}
 	go NewMonitor(reg, 100*time.Millisecond, time.Second, ev.evict, quiet).Run(ctx)
 	if err := hb.Retire(ctx); err != nil {
@@ -132,4 +132,33 @@ func TestRetireStartsGrace(t *testing.T) {
 	}
 	// Well before the 30 s TTL.
 	natstest.Eventually(t, "eviction after retire", func() bool { return ev.has("c1") })
+}
+
+func TestTakeoverNeedsTheSecretAndMovesTheConnection(t *testing.T) {
+	ctx := context.Background()
+	reg := open(t)
+	_, hash := messages.NewResumeToken("c1")
+	if err := reg.Register(ctx, "dana", "c1", Conn{Gateway: "g1", Resume: hash, Holder: "s1"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok, _ := reg.Takeover(ctx, "dana", "c1", Conn{Resume: messages.HashResumeSecret("wrong")}, Conn{Gateway: "g2"}); ok {
+		t.Fatal("takeover with a wrong secret succeeded")
+	}
+	if _, ok, _ := reg.Takeover(ctx, "eve", "c1", Conn{Resume: hash}, Conn{Gateway: "g2"}); ok {
+		t.Fatal("another user took the session over")
+	}
+	prev, ok, err := reg.Takeover(ctx, "dana", "c1", Conn{Resume: hash}, Conn{Gateway: "g2", Resume: "h2", Holder: "s2"})
+	if err != nil || !ok || prev.Gateway != "g1" {
+		t.Fatalf("takeover = %v, %v, %v; want g1, true", prev, ok, err)
+	}
+	// The old gateway's grace ends: the session lives on at g2.
+	if gone, err := reg.Unregister(ctx, "dana", "c1", Conn{Holder: "s1"}); gone || err != nil {
+		t.Fatalf("old holder's unregister: gone=%v err=%v; want kept", gone, err)
+	}
+	if _, ok, _ := reg.Takeover(ctx, "dana", "c1", Conn{Resume: hash}, Conn{Gateway: "g3"}); ok {
+		t.Fatal("a used resume secret worked twice")
+	}
+	if gone, err := reg.Unregister(ctx, "dana", "c1", Conn{Gateway: "g2"}); !gone || err != nil {
+		t.Fatalf("holder's unregister: gone=%v err=%v", gone, err)
+	}
 }

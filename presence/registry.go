@@ -3,7 +3,7 @@
 //
 // Keys (see messages.UserKey, messages.GatewayKey):
 //
-//	user.<encoded user id>  {"conns":{"<conn id>":{"gw":"<gateway id>"}}}
+//	user.<encoded user id>  {"conns":{"<conn id>":{"gw":"<gateway id>","rh":"<resume hash>"}}}
 //	gw.<gateway id>         heartbeat, with a per-key TTL
 //
 // A user's connection set is changed only with compare-and-set on its
@@ -38,9 +38,21 @@ type Registry struct {
 	kv jetstream.KeyValue
 }
 
-// Conn is where one connection of a user lives.
+// Conn is where one connection of a user lives: its gateway, the hash of
+// the secret that resumes it (messages.NewResumeToken), and which socket on
+// that gateway holds it now (a resume changes the holder, even on the same
+// gateway).
 type Conn struct {
 	Gateway string `json:"gw"`
+	Resume  string `json:"rh,omitempty"`
+	Holder  string `json:"h,omitempty"`
+}
+
+// matches reports whether c is at: every field set in at must be equal.
+func (c Conn) matches(at Conn) bool {
+	return (at.Gateway == "" || c.Gateway == at.Gateway) &&
+		(at.Holder == "" || c.Holder == at.Holder) &&
+		(at.Resume == "" || messages.SameHash(c.Resume, at.Resume))
 }
 
 type userRecord struct {
@@ -86,30 +98,54 @@ func Bind(ctx context.Context, js jetstream.JetStream, names messages.Names) (*R
 // KV returns the underlying bucket (for watchers).
 func (r *Registry) KV() jetstream.KeyValue { return r.kv }
 
-// Register records conn of user as held by gateway.
-func (r *Registry) Register(ctx context.Context, user, conn, gateway string) error {
+// Register records conn of user as held at.
+func (r *Registry) Register(ctx context.Context, user, conn string, at Conn) error {
 	_, err := r.change(ctx, user, func(rec *userRecord) bool {
-		if cur, ok := rec.Conns[conn]; ok && cur.Gateway == gateway {
+		if cur, ok := rec.Conns[conn]; ok && cur == at {
 			return false
 		}
-		rec.Conns[conn] = Conn{Gateway: gateway}
+		rec.Conns[conn] = at
 		return true
 	})
 	return err
 }
 
-// Unregister removes conn of user. With gateway set, it removes it only if
-// that gateway still holds it (a conn resumed elsewhere is kept). It returns
-// whether the connection was removed.
-func (r *Registry) Unregister(ctx context.Context, user, conn, gateway string) (bool, error) {
-	return r.change(ctx, user, func(rec *userRecord) bool {
+// Takeover moves conn of user to next if it is still registered as from
+// says (fields left empty match anything). It returns where the connection
+// was, and false if it is gone (its grace ran out), the resume secret is
+// wrong, or another resume took it first.
+func (r *Registry) Takeover(ctx context.Context, user, conn string, from, next Conn) (Conn, bool, error) {
+	var prev Conn
+	ok, err := r.change(ctx, user, func(rec *userRecord) bool {
+		cur, found := rec.Conns[conn]
+		if !found || !cur.matches(from) {
+			return false
+		}
+		prev = cur
+		rec.Conns[conn] = next
+		return true
+	})
+	return prev, ok, err
+}
+
+// Unregister removes conn of user if it is held as at says (fields left
+// empty match anything). gone is false only when another holder has it (the
+// session resumed elsewhere): then its calls must not end.
+func (r *Registry) Unregister(ctx context.Context, user, conn string, at Conn) (gone bool, err error) {
+	gone = true
+	_, err = r.change(ctx, user, func(rec *userRecord) bool {
 		cur, ok := rec.Conns[conn]
-		if !ok || gateway != "" && cur.Gateway != gateway {
+		if !ok {
+			return false
+		}
+		if !cur.matches(at) {
+			gone = false
 			return false
 		}
 		delete(rec.Conns, conn)
 		return true
 	})
+	return gone && err == nil, err
 }
 
 // Conns returns user's connections, by connection id.

@@ -200,6 +200,8 @@ func (r *Router) serve(ctx context.Context, req *messages.Request) messages.Repl
 		err = r.leave(ctx, req.User, req.Conn, req.Bye)
 	case messages.OpAttach:
 		reply, err = r.attach(ctx, req)
+	case messages.OpResume:
+		reply, err = r.resume(ctx, req)
 	default:
 		return messages.Reply{Code: messages.CodeBadRequest, Message: "unknown op"}
 	}
@@ -366,10 +368,14 @@ func (r *Router) expire(ctx context.Context, id string) {
 }
 
 // evict ends a dead gateway's connection: it leaves presence, then its calls
-// end as for a drop.
+// end as for a drop, unless the session resumed on another gateway.
 func (r *Router) evict(ctx context.Context, user, conn, gateway string) {
-	if _, err := r.presence.Unregister(ctx, user, conn, gateway); err != nil {
+	gone, err := r.presence.Unregister(ctx, user, conn, presence.Conn{Gateway: gateway})
+	if err != nil {
 		r.log.Warn("evict", "conn", conn, "err", err)
+		return
+	}
+	if !gone {
 		return
 	}
 	if err := r.leave(ctx, user, conn, false); err != nil {

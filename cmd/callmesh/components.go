@@ -46,6 +46,7 @@ func (c *Config) gatewayConfig(log *slog.Logger, metrics prometheus.Registerer) 
 		ResumeGrace:     c.Call.ResumeGrace,
 		Heartbeat:       c.Presence.Heartbeat,
 		HeartbeatTTL:    c.Presence.TTL,
+		DrainTimeout:    c.HTTP.DrainTimeout,
 		MaxMessageBytes: int64(c.Limits.MaxMessageBytes),
 		MaxDataBytes:    c.Limits.MaxDataBytes,
 		SendQueue:       c.Limits.SendQueue,

@@ -52,7 +52,7 @@ type devGateway struct {
 }
 
 // runDev runs the mesh until ctx is done, then stops it: gateways first
-// (clients get close 1001), then their HTTP servers, the router and NATS.
+// (clients get goaway, then close 1012), then their HTTP servers, the router and NATS.
 func runDev(ctx context.Context, cfg *Config, log *slog.Logger, out io.Writer) error {
 	cfg.HTTP.Demo = true // dev always serves the demo page
 	mint, generated, err := devAuth(cfg)
@@ -165,6 +165,7 @@ func (m *devMesh) start(ctx context.Context, cfg *Config, mint *gateway.MintConf
 		}
 		gcfg := cfg.gatewayConfig(m.log, g.metrics)
 		gcfg.DevTokens = mint
+		gcfg.DrainTimeout = 0 // every gateway stops at once: nowhere to resume
 		if g.srv, err = gateway.New(ctx, gcfg, g.nc); err != nil {
 			return fmt.Errorf("gateway %d: %w", i, gatewayNewError(err))
 		}
@@ -189,8 +190,8 @@ func portFree(port int) bool {
 	return true
 }
 
-// close stops whatever start started, in order: gateways (clients get 1001
-// and may resume elsewhere), HTTP servers, NATS connections, the router,
+// close stops whatever start started, in order: gateways (clients get
+// goaway and 1012), HTTP servers, NATS connections, the router,
 // NATS, and the temporary store.
 func (m *devMesh) close(ctx context.Context) error {
 	var mu sync.Mutex

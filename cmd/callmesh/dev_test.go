@@ -93,8 +93,8 @@ func TestDev(t *testing.T) {
 	for _, c := range []*client{alice, bob} {
 		select {
 		case err := <-c.closed:
-			if got := websocket.CloseStatus(err); got != websocket.StatusGoingAway {
-				t.Errorf("%s: closed with %v (%v), want 1001", c.user, got, err)
+			if got := websocket.CloseStatus(err); got != websocket.StatusServiceRestart {
+				t.Errorf("%s: closed with %v (%v), want 1012", c.user, got, err)
 			}
 		case <-time.After(wait):
 			t.Fatalf("%s: not closed", c.user)

@@ -15,12 +15,12 @@ import (
 	"github.com/callmesh/callmesh/gateway"
 )
 
-// shutdownTimeout bounds a graceful stop: closing every client with 1001,
-// retiring from presence, stopping the router.
+// shutdownTimeout bounds a graceful stop after the gateway's drain: closing
+// the clients left with 1012, retiring from presence, stopping the router.
 const shutdownTimeout = 15 * time.Second
 
-// runGateway serves one gateway on http.addr until ctx is done, then closes
-// its clients with 1001 (they resume on another gateway) and stops.
+// runGateway serves one gateway on http.addr until ctx is done, then drains
+// it (goaway: clients resume on another gateway) and stops.
 func runGateway(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	// keyfunc (JWKS) logs through the default logger.
 	slog.SetDefault(log)
@@ -52,7 +52,7 @@ func runGateway(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	case err = <-serveErr:
 		err = fmt.Errorf("serve: %w", err)
 	}
-	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.HTTP.DrainTimeout+shutdownTimeout)
 	defer cancel()
 	return errors.Join(err, gw.Shutdown(sctx), hs.Shutdown(sctx))
 }

@@ -18,6 +18,7 @@ type Config struct {
 		Addr           string
 		OriginPatterns []string
 		Demo           bool
+		DrainTimeout   time.Duration
 	}
 	JWT struct {
 		Alg, Secret, KeyFile, JWKSURL string
@@ -92,6 +93,7 @@ var settings = []setting{
 
 	{"http.addr", "127.0.0.1:8080", "gateway listen address; dev gateway i listens on port+i, port 0 picks free ports", func(c *Config) any { return &c.HTTP.Addr }},
 	{"http.demo", "false", "serve the demo page at / (dev always does); /callmesh.js is always served", func(c *Config) any { return &c.HTTP.Demo }},
+	{"http.drain_timeout", "10s", "on SIGTERM a gateway sends goaway and waits this long for clients to resume elsewhere, then closes the rest with 1012 (dev stops at once)", func(c *Config) any { return &c.HTTP.DrainTimeout }},
 	{"http.origin_patterns", "", "browser origins allowed besides the gateway's own (host patterns; dev allows * when empty)", func(c *Config) any { return &c.HTTP.OriginPatterns }},
 
 	{"jwt.alg", "HS256", "the one accepted JWT algorithm: HS256/384/512, RS*, PS*, ES256/384/512 or EdDSA", func(c *Config) any { return &c.JWT.Alg }},

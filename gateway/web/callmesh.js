@@ -6,7 +6,8 @@
  *
  * What it does for you:
  * - requests (`invite`, `accept`, `hangup`, …) are promises, matched to their `ack` / `error` by id;
- * - it reconnects after a drop (exponential backoff with jitter, 250 ms … 10 s) and asks to resume;
+ * - it reconnects after a drop (exponential backoff with jitter, 250 ms … 10 s) and resumes the
+ *   session: calls go on and what was sent meanwhile arrives; on `goaway` it moves after the delay;
  * - it sends `ping` every 20 s and refreshes the JWT about 60 s before it expires;
  * - each {@link Call} drives an RTCPeerConnection with the W3C "perfect negotiation" pattern
  *   (the callee is polite), buffers early ICE candidates, and renegotiates when you change the
@@ -167,7 +168,7 @@ export class CallMesh extends EventTarget {
   #ready = null;
   #everOpen = false; // a welcome arrived since connect(): from then on, drops reconnect
   #attempt = 0;
-  #timers = { retry: 0, ping: 0, refresh: 0, welcome: 0, grace: 0 };
+  #timers = { retry: 0, ping: 0, refresh: 0, welcome: 0, grace: 0, goaway: 0 };
 
   /**
    * @param {object} options
@@ -437,9 +438,13 @@ export class CallMesh extends EventTarget {
         this.#emit("error", { code: err.code, message: env.message ?? "", id: env.id });
         return;
       }
-      case "goaway": // the gateway drains: leave now and reconnect (maybe elsewhere)
-        if (this.#ws) this.#abandon(this.#ws, "goaway");
+      case "goaway": { // the gateway drains: after the delay it asks for, resume elsewhere
+        const ws = this.#ws;
+        const ms = Math.min(Math.max(Number(env.data?.reconnect_ms) || 0, 0), 30_000);
+        clearTimeout(this.#timers.goaway);
+        this.#timers.goaway = setTimeout(() => { if (ws && ws === this.#ws) this.#abandon(ws, "goaway"); }, ms);
         return;
+      }
       case "incoming": {
         if (!env.call || this.#calls.has(env.call)) return;
         const call = new Call(this, { id: env.call, peer: env.from ?? "", role: "callee", state: "incoming", data: env.data });
@@ -531,6 +536,7 @@ export class CallMesh extends EventTarget {
     clearInterval(this.#timers.ping);
     clearTimeout(this.#timers.refresh);
     clearTimeout(this.#timers.welcome);
+    clearTimeout(this.#timers.goaway);
     // The grace timer runs on while reconnecting; it stops on welcome and on "closed".
   }
 

@@ -59,3 +59,31 @@ func BenchmarkSignalRelay(b *testing.B) {
 	<-done
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "signals/s")
 }
+
+// BenchmarkResume measures a resume on the other gateway in the middle of a
+// call: from the reconnect to the resumed welcome (which includes the
+// presence takeover, the old gateway's handover and the router's list of
+// calls), and reports its p50 and p99.
+func BenchmarkResume(b *testing.B) {
+	m := Start(b, Options{ResumeGrace: time.Minute})
+	alice, bob := m.Dial(0, "alice"), m.Dial(1, "bob")
+	call := Establish(alice, bob)
+	lat := make([]time.Duration, 0, b.N)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		alice.Drop()
+		start := time.Now()
+		again := m.Resume((i+1)%2, alice)
+		lat = append(lat, time.Since(start))
+		if !again.Welcome.Resumed || len(again.Welcome.Calls) != 1 {
+			b.Fatalf("resume %d: %+v", i, again.Welcome)
+		}
+		alice = again
+	}
+	b.StopTimer()
+	bob.Signal(call, 1)
+	alice.ExpectSignal(call, 1)
+	slices.Sort(lat)
+	b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
+	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
+}

@@ -207,6 +207,33 @@ func (c *Client) Do(typ, call string) {
 // Drop closes the socket without bye, as a lost network would.
 func (c *Client) Drop() { c.WS.CloseNow() }
 
+// Resume connects old's user to gateway g with old's resume token.
+func (m *Mesh) Resume(g int, old *Client) *Client {
+	m.t.Helper()
+	c, resp, err := m.DialRaw(g, m.Token(old.User), "resume="+url.QueryEscape(old.Welcome.Resume))
+	if err != nil {
+		m.t.Fatalf("resume %s: %v (%v)", old, err, resp)
+	}
+	return c
+}
+
+// Signal sends a signal with data {"n":n} and expects its ack.
+func (c *Client) Signal(call string, n int) {
+	c.t.Helper()
+	id := fmt.Sprintf("sig-%d", n)
+	c.Send(&messages.Envelope{Type: messages.TypeSignal, ID: id, Call: call, Data: json.RawMessage(fmt.Sprintf(`{"n":%d}`, n))})
+	c.ExpectAck(id)
+}
+
+// ExpectSignal expects the signal {"n":n} of call.
+func (c *Client) ExpectSignal(call string, n int) {
+	c.t.Helper()
+	e := c.Expect(messages.TypeSignal)
+	if want := fmt.Sprintf(`{"n":%d}`, n); e.Call != call || string(e.Data) != want {
+		c.t.Fatalf("%s: expected signal %s of %s, got %s", c, want, call, describe(e))
+	}
+}
+
 // Establish has caller invite callee and callee accept, and returns the call
 // once both sides have their accepted.
 func Establish(caller, callee *Client) string {

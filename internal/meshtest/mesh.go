@@ -63,7 +63,8 @@ type Gateway struct {
 	HTTP   *httptest.Server
 	NC     *nats.Conn
 	// URL is the WebSocket URL of /ws.
-	URL string
+	URL     string
+	metrics prometheus.Gatherer
 }
 
 // Start runs a mesh for the duration of t.
@@ -149,7 +150,9 @@ func (m *Mesh) GatewayConfig() gateway.Config {
 	cfg.ResumeGrace = m.opts.ResumeGrace
 	cfg.Heartbeat = 200 * time.Millisecond
 	cfg.HeartbeatTTL = time.Second
+	cfg.DrainTimeout = 200 * time.Millisecond // tests' clients do not move on goaway
 	cfg.Logger = quietLogger()
+	cfg.Metrics = prometheus.NewRegistry()
 	if m.opts.Gateway != nil {
 		m.opts.Gateway(&cfg)
 	}
@@ -160,12 +163,14 @@ func (m *Mesh) GatewayConfig() gateway.Config {
 func (m *Mesh) AddGateway() *Gateway {
 	m.t.Helper()
 	nc := m.Connect("gateway")
-	gw, err := gateway.New(context.Background(), m.GatewayConfig(), nc)
+	cfg := m.GatewayConfig()
+	gw, err := gateway.New(context.Background(), cfg, nc)
 	if err != nil {
 		m.t.Fatal(err)
 	}
 	hs := httptest.NewServer(gw.Handler())
 	g := &Gateway{Server: gw, HTTP: hs, NC: nc, URL: "ws" + strings.TrimPrefix(hs.URL, "http") + "/ws"}
+	g.metrics, _ = cfg.Metrics.(prometheus.Gatherer)
 	var once sync.Once
 	m.t.Cleanup(func() { once.Do(func() { g.shutdown() }) })
 	m.Gateways = append(m.Gateways, g)
@@ -177,6 +182,21 @@ func (g *Gateway) shutdown() {
 	defer cancel()
 	_ = g.Server.Shutdown(ctx)
 	g.HTTP.Close()
+}
+
+// Connections is the gateway's gauge of open client connections (a socket
+// counts until the gateway has noticed it is gone), or -1 if unknown.
+func (g *Gateway) Connections() int {
+	if g.metrics == nil {
+		return -1
+	}
+	families, _ := g.metrics.Gather()
+	for _, f := range families {
+		if f.GetName() == "callmesh_gateway_connections" {
+			return int(f.GetMetric()[0].GetGauge().GetValue())
+		}
+	}
+	return -1
 }
 
 // Crash kills the gateway as a crash would: its NATS connection and its
