@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -223,36 +224,46 @@ func gatewayTermDrain(t *testing.T, m *mesh, r *row, n int) {
 
 	termed := time.Now()
 	m.gateways[0].signal(syscall.SIGTERM)
-	var took []time.Duration
-	oldGen := map[*client]int{}
+	// Each client at once, as real ones would: wait for goaway, honour its
+	// reconnect_ms, resume on another gateway.
+	took := make([]time.Duration, len(victims))
+	oldGen := make([]int, len(victims))
+	errs := make(chan error, 2*len(victims))
+	var wg sync.WaitGroup
 	for i, v := range victims {
-		e, err := v.await(5*time.Second, "goaway", func(e *messages.Envelope) bool { return e.Type == messages.TypeGoaway })
-		if err != nil {
-			t.Fatalf("DRAIN: %v", err)
-		}
-		var g messages.Goaway
-		if err := json.Unmarshal(e.Data, &g); err != nil || g.ReconnectMS <= 0 {
-			t.Errorf("goaway data %s: want reconnect_ms > 0 (%v)", e.Data, err)
-		}
-		if i == 0 {
-			if code := m.gateways[0].health(); code != 503 {
-				t.Errorf("draining gateway's /healthz answered %d, want 503", code)
+		wg.Go(func() {
+			e, err := v.await(5*time.Second, "goaway", func(e *messages.Envelope) bool { return e.Type == messages.TypeGoaway })
+			if err != nil {
+				errs <- fmt.Errorf("DRAIN: %w", err)
+				return
 			}
+			var g messages.Goaway
+			if err := json.Unmarshal(e.Data, &g); err != nil || g.ReconnectMS < 0 {
+				errs <- fmt.Errorf("goaway data %s: want reconnect_ms ≥ 0 (%v)", e.Data, err)
+			}
+			time.Sleep(time.Duration(g.ReconnectMS) * time.Millisecond)
+			oldGen[i] = v.generation()
+			if err := resumeTo(v, 1+i%2, pairs[i].call); err != nil {
+				errs <- fmt.Errorf("RESUME: %w", err)
+			}
+			took[i] = time.Since(termed)
+		})
+	}
+	waitFor(t, 5*time.Second, func() error {
+		if code := m.gateways[0].health(); code != 503 {
+			return fmt.Errorf("draining gateway's /healthz answered %d, want 503", code)
 		}
-		wait := min(time.Duration(g.ReconnectMS)*time.Millisecond, time.Second)
-		if wait > 0 {
-			time.Sleep(rand.N(wait))
-		}
-		oldGen[v] = v.generation()
-		if err := resumeTo(v, 1+i%2, pairs[i].call); err != nil {
-			t.Errorf("RESUME: %v", err)
-		}
-		took = append(took, time.Since(termed))
+		return nil
+	})
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
 	}
 	r.time = "recover " + ms(maxOf(took))
-	for _, v := range victims {
+	for i, v := range victims {
 		waitFor(t, 20*time.Second, func() error {
-			code, closed := v.closeStatus(oldGen[v])
+			code, closed := v.closeStatus(oldGen[i])
 			switch {
 			case !closed:
 				return fmt.Errorf("%s: old connection still open", v)
