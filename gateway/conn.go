@@ -33,7 +33,8 @@ type conn struct {
 	// from is the resume token the client presented ("" for none).
 	from string
 	// resumeHash is the hash in presence of the secret that resumes this
-	// session; token is the token the client was given with it.
+	// session (written before the socket is shared, or under mu); token is
+	// the token the client was given with it.
 	resumeHash string
 	token      string
 	prevHash   string // after a resume: the hash of the token the client used

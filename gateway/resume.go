@@ -141,7 +141,9 @@ func (c *conn) unrotate() {
 		c.s.log.Warn("resume: restore token", "conn", c.id, "ok", ok, "err", err)
 		return
 	}
+	c.mu.Lock()
 	c.resumeHash = c.prevHash
+	c.mu.Unlock()
 }
 
 // catchUp writes what c holds, in order, until nothing is left; then frames

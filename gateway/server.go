@@ -261,12 +261,12 @@ func (s *Server) reregister() {
 	s.mu.Unlock()
 	for _, c := range conns {
 		c.mu.Lock()
-		taken := c.taken
+		taken, at := c.taken, c.presence()
 		c.mu.Unlock()
 		if taken || c.resuming.Load() { // a resume registers by takeover
 			continue
 		}
-		if err := s.presence.Register(s.bg, c.user, c.id, c.presence()); err != nil {
+		if err := s.presence.Register(s.bg, c.user, c.id, at); err != nil {
 			s.log.Warn("re-register", "conn", c.id, "err", err)
 		}
 	}

@@ -35,6 +35,20 @@ type Call struct {
 	Data json.RawMessage `json:"data,omitempty"`
 	// RingDeadline is when a ringing call ends with no_answer (Unix ms).
 	RingDeadline int64 `json:"ring_deadline_ms"`
+	// EndedBy is the event that ended the call; nil while it is live, for
+	// an invite that ended at once, and in records written before it
+	// existed. A repeat of that event publishes the ending's effects again
+	// (Decide, repeat.go).
+	EndedBy *Cause `json:"ended_by,omitempty"`
+}
+
+// Cause is the event that ended a call, as much of it as deciding it again
+// needs. It is stored in the call record.
+type Cause struct {
+	Kind Kind   `json:"kind"`
+	User string `json:"user,omitempty"`
+	Conn string `json:"conn,omitempty"`
+	Bye  bool   `json:"bye,omitempty"`
 }
 
 // ringDeadline returns RingDeadline as a time.

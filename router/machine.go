@@ -9,7 +9,8 @@ import (
 // Kind is the kind of an Event.
 type Kind int
 
-// Event kinds.
+// Event kinds. They are stored in call records (Cause): append new kinds,
+// never renumber.
 const (
 	// Invite decides a new call from the facts the store established.
 	Invite Kind = iota + 1
@@ -53,13 +54,22 @@ type Outcome struct {
 	Next    *Call
 	Effects []Effect
 	Reply   messages.Reply
+	// Repeat marks an event the stored record already reflects (a retried
+	// accept by the winning connection, or the very event that ended the
+	// call): Effects are those its first decision published, to publish
+	// again, since the router that stored the record may have died before
+	// publishing. Next is nil.
+	Repeat bool
 }
 
 // Decide is the call state machine: a pure function of the current record
 // (nil when there is none) and an event. It never performs I/O; the router
 // stores Next with compare-and-set and publishes Effects only if that
-// succeeds.
+// succeeds, or when the outcome is a Repeat.
 func Decide(c *Call, ev Event) Outcome {
+	if out, ok := repeat(c, ev); ok {
+		return out
+	}
 	switch ev.Kind {
 	case Invite:
 		return decideInvite(c, ev)
@@ -147,31 +157,38 @@ func decideAccept(c *Call, ev Event, r role) Outcome {
 	if r != callee {
 		return refuse(messages.CodeForbidden, "only the callee can accept")
 	}
-	accepted := &messages.Envelope{Type: messages.TypeAccepted, Call: c.ID, From: c.Callee}
-	toCaller := messages.Binding{Call: c.ID, PeerUser: c.Caller, PeerConn: c.CallerConn}
 	switch c.State {
 	case Accepted:
 		if c.CalleeConn == ev.Conn { // a retried accept
-			reply := ack(c, accepted)
-			reply.Bind = &toCaller
-			return Outcome{Reply: reply}
+			out := accepted(c, ev.Conn)
+			out.Repeat = true
+			return out
 		}
 		return refuse(messages.CodeInvalidState, "the call was answered elsewhere")
 	case Ended:
 		return refuse(messages.CodeInvalidState, "the call has ended")
 	}
+	out := accepted(c, ev.Conn)
 	next := *c
 	next.State, next.CalleeConn = Accepted, ev.Conn
-	reply := ack(c, accepted)
-	reply.Bind = &toCaller
+	out.Next = &next
+	return out
+}
+
+// accepted is callee device conn answering c: the caller and conn are
+// bound to each other, the other devices stop ringing. Next is left to the
+// caller.
+func accepted(c *Call, conn string) Outcome {
+	env := &messages.Envelope{Type: messages.TypeAccepted, Call: c.ID, From: c.Callee}
+	reply := ack(c, env)
+	reply.Bind = &messages.Binding{Call: c.ID, PeerUser: c.Caller, PeerConn: c.CallerConn}
 	return Outcome{
-		Next: &next,
 		Effects: []Effect{
 			{User: c.Caller, Delivery: messages.Delivery{
-				Conn: c.CallerConn, Env: *accepted,
-				Bind: &messages.Binding{Call: c.ID, PeerUser: c.Callee, PeerConn: ev.Conn},
+				Conn: c.CallerConn, Env: *env,
+				Bind: &messages.Binding{Call: c.ID, PeerUser: c.Callee, PeerConn: conn},
 			}},
-			toDevices(c, ev.Conn, messages.Ended(c.ID, messages.ReasonAnsweredElsewhere)),
+			toDevices(c, conn, messages.Ended(c.ID, messages.ReasonAnsweredElsewhere)),
 		},
 		Reply: reply,
 	}
@@ -187,13 +204,14 @@ func decideReject(c *Call, ev Event, r role) Outcome {
 	case Accepted:
 		return refuse(messages.CodeInvalidState, "the call was already answered; hang up instead")
 	}
-	return rejected(c, ev.Conn)
+	return rejected(c, ev)
 }
 
-// rejected ends a ringing call declined by callee device conn.
-func rejected(c *Call, conn string) Outcome {
+// rejected ends a ringing call declined by ev's callee device.
+func rejected(c *Call, ev Event) Outcome {
+	conn := ev.Conn
 	return Outcome{
-		Next: end(c, messages.ReasonRejected),
+		Next: endBy(c, ev, messages.ReasonRejected),
 		Effects: []Effect{
 			toCaller(c, messages.ReasonRejected),
 			toDevices(c, conn, messages.Ended(c.ID, messages.ReasonRejected)),
@@ -211,23 +229,23 @@ func decideHangup(c *Call, ev Event, r role) Outcome {
 		return refuse(messages.CodeForbidden, "this connection is not in the call")
 	case r == caller && c.State == Ringing:
 		return Outcome{
-			Next:    end(c, messages.ReasonCancelled),
+			Next:    endBy(c, ev, messages.ReasonCancelled),
 			Effects: []Effect{toDevices(c, "", messages.Ended(c.ID, messages.ReasonCancelled))},
 			Reply:   ack(c),
 		}
 	case r == caller:
 		return Outcome{
-			Next:    end(c, messages.ReasonHangup),
+			Next:    endBy(c, ev, messages.ReasonHangup),
 			Effects: []Effect{toCallee(c, messages.ReasonHangup)},
 			Reply:   ack(c),
 		}
 	case c.State == Ringing: // a ringing callee device hanging up declines
-		return rejected(c, ev.Conn)
+		return rejected(c, ev)
 	case ev.Conn != c.CalleeConn:
 		return refuse(messages.CodeForbidden, "this connection is not in the call")
 	}
 	return Outcome{
-		Next:    end(c, messages.ReasonHangup),
+		Next:    endBy(c, ev, messages.ReasonHangup),
 		Effects: []Effect{toCaller(c, messages.ReasonHangup)},
 		Reply:   ack(c),
 	}
@@ -244,22 +262,22 @@ func decideLeave(c *Call, ev Event) Outcome {
 			if ev.Bye {
 				reason = messages.ReasonCancelled
 			}
-			return Outcome{Next: end(c, reason), Effects: []Effect{toDevices(c, "", messages.Ended(c.ID, reason))}}
+			return Outcome{Next: endBy(c, ev, reason), Effects: []Effect{toDevices(c, "", messages.Ended(c.ID, reason))}}
 		}
 		if ev.Bye {
 			reason = messages.ReasonHangup
 		}
-		return Outcome{Next: end(c, reason), Effects: []Effect{toCallee(c, reason)}}
+		return Outcome{Next: endBy(c, ev, reason), Effects: []Effect{toCallee(c, reason)}}
 	case ev.User == c.Callee && c.State == Ringing:
 		if ev.OtherDevices {
 			return Outcome{} // the other devices keep ringing
 		}
-		return Outcome{Next: end(c, messages.ReasonDisconnected), Effects: []Effect{toCaller(c, messages.ReasonDisconnected)}}
+		return Outcome{Next: endBy(c, ev, messages.ReasonDisconnected), Effects: []Effect{toCaller(c, messages.ReasonDisconnected)}}
 	case ev.User == c.Callee && ev.Conn == c.CalleeConn:
 		if ev.Bye {
 			reason = messages.ReasonHangup
 		}
-		return Outcome{Next: end(c, reason), Effects: []Effect{toCaller(c, reason)}}
+		return Outcome{Next: endBy(c, ev, reason), Effects: []Effect{toCaller(c, reason)}}
 	}
 	return Outcome{}
 }
@@ -269,7 +287,7 @@ func decideExpire(c *Call, ev Event) Outcome {
 		return Outcome{}
 	}
 	return Outcome{
-		Next: end(c, messages.ReasonNoAnswer),
+		Next: endBy(c, ev, messages.ReasonNoAnswer),
 		Effects: []Effect{
 			toCaller(c, messages.ReasonNoAnswer),
 			toDevices(c, "", messages.Ended(c.ID, messages.ReasonNoAnswer)),
@@ -282,6 +300,14 @@ func end(c *Call, reason string) *Call {
 	next := *c
 	next.State, next.Reason = Ended, reason
 	return &next
+}
+
+// endBy returns c ended with reason by ev, which it records.
+func endBy(c *Call, ev Event, reason string) *Call {
+	next := end(c, reason)
+	cause := causeOf(ev)
+	next.EndedBy = &cause
+	return next
 }
 
 func toCaller(c *Call, reason string) Effect {

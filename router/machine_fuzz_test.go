@@ -62,6 +62,7 @@ func fzCheck(t *testing.T, data []byte) {
 		data = data[:3*fzMaxEvents]
 	}
 	c := mtRinging()
+	var published []Effect // the effects of the write that made c
 	for i := 0; i+3 <= len(data); i += 3 {
 		ev := fzDecode(data[i : i+3])
 		before := mtClone(c)
@@ -75,9 +76,20 @@ func fzCheck(t *testing.T, data []byte) {
 			fail("Decide mutated its input: got %+v, want %+v", c, before)
 		}
 
-		// Once ended, a call stays ended: nothing later moves it or tells anyone.
-		if before.State == Ended && (out.Next != nil || len(out.Effects) > 0) {
+		// Once ended, a call stays ended: nothing later moves it or tells
+		// anyone anything new.
+		if before.State == Ended && (out.Next != nil || len(out.Effects) > 0 && !out.Repeat) {
 			fail("event on an ended call: next=%q effects=%d", mtNext(out.Next), len(out.Effects))
+		}
+		// A repeat writes nothing and publishes exactly what the write that
+		// made the record published (its router may have died before).
+		if out.Repeat {
+			if out.Next != nil || before.State == Ringing {
+				fail("repeat on a %s call with next=%q", before.State, mtNext(out.Next))
+			}
+			if !reflect.DeepEqual(out.Effects, published) {
+				fail("repeat publishes %d effects, not the %d of the write:\n got %+v\nwant %+v", len(out.Effects), len(published), out.Effects, published)
+			}
 		}
 
 		// The accepting connection: the one in the record, or the one this
@@ -101,6 +113,9 @@ func fzCheck(t *testing.T, data []byte) {
 			case n.State == Ended:
 				if n.Reason == "" && n.Refused == "" {
 					fail("ended without a reason: %+v", n)
+				}
+				if ev.Kind != Invite && (n.EndedBy == nil || *n.EndedBy != causeOf(ev)) {
+					fail("ended by %+v, recorded as %+v", causeOf(ev), n.EndedBy)
 				}
 				if n.CalleeConn != before.CalleeConn {
 					fail("ending changed CalleeConn from %q to %q", before.CalleeConn, n.CalleeConn)
@@ -167,7 +182,7 @@ func fzCheck(t *testing.T, data []byte) {
 		}
 
 		if out.Next != nil {
-			c = out.Next
+			c, published = out.Next, out.Effects
 		}
 	}
 }

@@ -138,6 +138,7 @@ type mtCase struct {
 	next    string   // mtNext of Outcome.Next; "" = no next record
 	effects []string // mtEffect of every effect, in any order
 	reply   string   // mtReply of Outcome.Reply
+	repeat  bool     // Outcome.Repeat
 }
 
 func mtRun(t *testing.T, cases []mtCase) {
@@ -153,7 +154,13 @@ func mtRun(t *testing.T, cases []mtCase) {
 			if got := mtNext(out.Next); got != tc.next {
 				t.Errorf("next = %q, want %q", got, tc.next)
 			}
-			mtCheckNext(t, tc.call, out.Next)
+			mtCheckNext(t, tc.call, tc.ev, out.Next)
+			if out.Repeat != tc.repeat {
+				t.Errorf("repeat = %v, want %v", out.Repeat, tc.repeat)
+			}
+			if out.Repeat && out.Next != nil {
+				t.Errorf("a repeat writes %s", mtNext(out.Next))
+			}
 
 			got := make([]string, len(out.Effects))
 			for i, e := range out.Effects {
@@ -192,8 +199,9 @@ func mtRun(t *testing.T, cases []mtCase) {
 }
 
 // mtCheckNext checks that a next record is a fresh record of the same
-// call: only State, Reason, Refused and (when accepting) CalleeConn move.
-func mtCheckNext(t *testing.T, in, next *Call) {
+// call: only State, Reason, Refused, (when accepting) CalleeConn and (when
+// ev ends it, but for an invite) EndedBy move.
+func mtCheckNext(t *testing.T, in *Call, ev Event, next *Call) {
 	t.Helper()
 	if next == nil {
 		return
@@ -214,6 +222,10 @@ func mtCheckNext(t *testing.T, in, next *Call) {
 	want.State, want.Reason, want.Refused = next.State, next.Reason, next.Refused
 	if in.State == Ringing && next.State == Accepted {
 		want.CalleeConn = next.CalleeConn
+	}
+	if next.State == Ended && ev.Kind != Invite {
+		cause := causeOf(ev)
+		want.EndedBy = &cause
 	}
 	if !reflect.DeepEqual(next, want) {
 		t.Errorf("Next changed more than its state:\n got %+v\nwant %+v", next, want)
@@ -348,8 +360,14 @@ func TestDecideAccept(t *testing.T) {
 				"bob conn= except=b1 ended/answered_elsewhere",
 			},
 			reply: "ack call=call-1 then=[accepted from=bob] bind=alice/a1"},
+		// The router that stored the accept may have died before telling
+		// alice: the retry tells her (and the other devices) again.
 		{name: "retried by the winner", call: mtAccepted(), ev: ev("bob", "b1"),
-			reply: "ack call=call-1 then=[accepted from=bob] bind=alice/a1"},
+			effects: []string{
+				"alice conn=a1 except= accepted from=bob bind=bob/b1",
+				"bob conn= except=b1 ended/answered_elsewhere",
+			},
+			reply: "ack call=call-1 then=[accepted from=bob] bind=alice/a1", repeat: true},
 		{name: "late accept by another device", call: mtAccepted(), ev: ev("bob", "b2"), reply: "error invalid_state"},
 		{name: "accept after ringing ended", call: mtEnded(messages.ReasonCancelled), ev: ev("bob", "b1"), reply: "error invalid_state"},
 		{name: "retry after the call ended", call: mtEndedAccepted(messages.ReasonHangup), ev: ev("bob", "b1"), reply: "error invalid_state"},
@@ -530,12 +548,17 @@ func TestMachineScenarios(t *testing.T) {
 				effects: []string{"alice conn=a1 except= accepted from=bob bind=bob/b2", "bob conn= except=b2 ended/answered_elsewhere"},
 				reply:   "ack call=call-1 then=[accepted from=bob] bind=alice/a1"},
 			{ev: Event{Kind: Accept, User: "bob", Conn: "b1"}, reply: "error invalid_state"},
-			{ev: acceptB2, reply: "ack call=call-1 then=[accepted from=bob] bind=alice/a1"},
+			{ev: acceptB2, // a retry: told again
+				effects: []string{"alice conn=a1 except= accepted from=bob bind=bob/b2", "bob conn= except=b2 ended/answered_elsewhere"},
+				reply:   "ack call=call-1 then=[accepted from=bob] bind=alice/a1"},
 			{ev: Event{Kind: Expire, Now: mtDeadline.Add(time.Minute)}},
 			{ev: Event{Kind: Hangup, User: "bob", Conn: "b2"}, next: "ended/hangup conn=b2",
 				effects: []string{"alice conn=a1 except= ended/hangup"}, reply: "ack call=call-1"},
+			{ev: Event{Kind: Hangup, User: "bob", Conn: "b2"}, // a retry: told again
+				effects: []string{"alice conn=a1 except= ended/hangup"}, reply: "ack call=call-1"},
 			{ev: Event{Kind: Hangup, User: "alice", Conn: "a1"}, reply: "ack call=call-1"},
 			{ev: Event{Kind: Leave, User: "alice", Conn: "a1", Bye: true}},
+			{ev: Event{Kind: Leave, User: "bob", Conn: "b2", Bye: true}},
 			{ev: Event{Kind: Accept, User: "bob", Conn: "b2"}, reply: "error invalid_state"},
 		}},
 		{"one device drops, the other keeps ringing, then no answer", []step{
@@ -543,7 +566,8 @@ func TestMachineScenarios(t *testing.T) {
 			{ev: Event{Kind: Expire, Now: mtDeadline.Add(-time.Second)}},
 			{ev: Event{Kind: Expire, Now: mtDeadline}, next: "ended/no_answer",
 				effects: []string{"alice conn=a1 except= ended/no_answer", "bob conn= except= ended/no_answer"}},
-			{ev: Event{Kind: Expire, Now: mtDeadline.Add(time.Second)}},
+			{ev: Event{Kind: Expire, Now: mtDeadline.Add(time.Second)}, // another router's timer
+				effects: []string{"alice conn=a1 except= ended/no_answer", "bob conn= except= ended/no_answer"}},
 			{ev: Event{Kind: Reject, User: "bob", Conn: "b2"}, reply: "ack call=call-1"},
 			{ev: Event{Kind: Invite, User: "alice", Conn: "a1", CalleeOnline: true}, reply: "ack call=call-1 then=[ended/no_answer]"},
 		}},
@@ -574,4 +598,81 @@ func TestMachineScenarios(t *testing.T) {
 			}
 		})
 	}
+}
+
+// mtAfter is the record that ev makes of c (failing if it makes none).
+func mtAfter(t *testing.T, c *Call, ev Event) *Call {
+	t.Helper()
+	next := Decide(c, ev).Next
+	if next == nil {
+		t.Fatalf("%+v leaves %+v unchanged", ev, c)
+	}
+	return next
+}
+
+// TestDecideRepeat: a router that stored an ending and died before
+// publishing it. The same event again (a gateway's retry on another router,
+// another router's ring timer or eviction) finds the ended record and
+// publishes the ending's effects again, writing nothing; any other event on
+// the ended call tells nobody anything.
+func TestDecideRepeat(t *testing.T) {
+	ev := func(k Kind, user, conn string) Event { return Event{Kind: k, User: user, Conn: conn} }
+	leave := func(user, conn string, bye bool) Event { return Event{Kind: Leave, User: user, Conn: conn, Bye: bye} }
+	expire := Event{Kind: Expire, Now: mtDeadline}
+
+	hungUpByBob := mtAfter(t, mtAccepted(), ev(Hangup, "bob", "b1"))
+	hungUpByAlice := mtAfter(t, mtAccepted(), ev(Hangup, "alice", "a1"))
+	cancelled := mtAfter(t, mtRinging(), ev(Hangup, "alice", "a1"))
+	rejected := mtAfter(t, mtRinging(), ev(Reject, "bob", "b2"))
+	declined := mtAfter(t, mtRinging(), ev(Hangup, "bob", "b3"))
+	noAnswer := mtAfter(t, mtRinging(), expire)
+	callerDropped := mtAfter(t, mtAccepted(), leave("alice", "a1", false))
+	callerByeRinging := mtAfter(t, mtRinging(), leave("alice", "a1", true))
+	lastDeviceGone := mtAfter(t, mtRinging(), leave("bob", "b2", false))
+	winnerBye := mtAfter(t, mtAccepted(), leave("bob", "b1", true))
+
+	mtRun(t, []mtCase{
+		// The other party never heard: tell them now.
+		{name: "callee's hangup retried", call: hungUpByBob, ev: ev(Hangup, "bob", "b1"),
+			effects: []string{"alice conn=a1 except= ended/hangup"}, reply: "ack call=call-1", repeat: true},
+		{name: "caller's hangup retried", call: hungUpByAlice, ev: ev(Hangup, "alice", "a1"),
+			effects: []string{"bob conn=b1 except= ended/hangup"}, reply: "ack call=call-1", repeat: true},
+		{name: "cancel retried", call: cancelled, ev: ev(Hangup, "alice", "a1"),
+			effects: []string{"bob conn= except= ended/cancelled"}, reply: "ack call=call-1", repeat: true},
+		{name: "reject retried", call: rejected, ev: ev(Reject, "bob", "b2"),
+			effects: []string{"alice conn=a1 except= ended/rejected", "bob conn= except=b2 ended/rejected"},
+			reply:   "ack call=call-1", repeat: true},
+		{name: "declining hangup retried", call: declined, ev: ev(Hangup, "bob", "b3"),
+			effects: []string{"alice conn=a1 except= ended/rejected", "bob conn= except=b3 ended/rejected"},
+			reply:   "ack call=call-1", repeat: true},
+		{name: "ring timeout on another router", call: noAnswer, ev: Event{Kind: Expire, Now: mtDeadline.Add(time.Millisecond)},
+			effects: []string{"alice conn=a1 except= ended/no_answer", "bob conn= except= ended/no_answer"}, repeat: true},
+		{name: "ring timeout on a router with a slow clock", call: noAnswer, ev: Event{Kind: Expire, Now: mtDeadline.Add(-time.Second)},
+			effects: []string{"alice conn=a1 except= ended/no_answer", "bob conn= except= ended/no_answer"}, repeat: true},
+		{name: "eviction by another router", call: callerDropped, ev: leave("alice", "a1", false),
+			effects: []string{"bob conn=b1 except= ended/disconnected"}, repeat: true},
+		{name: "caller's bye retried while ringing", call: callerByeRinging, ev: leave("alice", "a1", true),
+			effects: []string{"bob conn= except= ended/cancelled"}, repeat: true},
+		{name: "last ringing device evicted again", call: lastDeviceGone, ev: leave("bob", "b2", false),
+			effects: []string{"alice conn=a1 except= ended/disconnected"}, repeat: true},
+		{name: "winner's bye retried", call: winnerBye, ev: leave("bob", "b1", true),
+			effects: []string{"alice conn=a1 except= ended/hangup"}, repeat: true},
+
+		// Not the event that ended the call: nothing new to tell.
+		{name: "the other party's hangup", call: hungUpByBob, ev: ev(Hangup, "alice", "a1"), reply: "ack call=call-1"},
+		{name: "hangup from the caller's other conn", call: hungUpByAlice, ev: ev(Hangup, "alice", "a2"), reply: "ack call=call-1"},
+		{name: "hanging up after one's bye", call: winnerBye, ev: ev(Hangup, "bob", "b1"), reply: "ack call=call-1"},
+		{name: "leaving after one's hangup", call: hungUpByBob, ev: leave("bob", "b1", true)},
+		{name: "dropping after one's hangup", call: hungUpByBob, ev: leave("bob", "b1", false)},
+		{name: "bye where a drop ended it", call: callerDropped, ev: leave("alice", "a1", true)},
+		{name: "drop where a bye ended it", call: callerByeRinging, ev: leave("alice", "a1", false)},
+		{name: "reject by another device", call: rejected, ev: ev(Reject, "bob", "b1"), reply: "ack call=call-1"},
+		{name: "hangup where a reject ended it", call: rejected, ev: ev(Hangup, "bob", "b2"), reply: "ack call=call-1"},
+		{name: "ring timeout of a rejected call", call: rejected, ev: expire},
+		{name: "a leave of a call that timed out", call: noAnswer, ev: leave("alice", "a1", false)},
+		{name: "stranger copying the cause", call: hungUpByBob, ev: ev(Hangup, "carol", "b1"), reply: "error forbidden"},
+		{name: "accept retried after the call ended", call: hungUpByBob, ev: ev(Accept, "bob", "b1"), reply: "error invalid_state"},
+		{name: "ended record without a cause (older router)", call: mtEndedAccepted(messages.ReasonHangup), ev: ev(Hangup, "bob", "b1"),
+			reply: "ack call=call-1"},
+	})
 }

@@ -7,6 +7,7 @@ type metrics struct {
 	latency  *prometheus.HistogramVec // op
 	ended    *prometheus.CounterVec   // reason
 	retries  prometheus.Counter
+	repeats  prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -24,9 +25,12 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		retries: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "callmesh_router_cas_retries_total", Help: "Compare-and-set conflicts that forced a re-read.",
 		}),
+		repeats: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "callmesh_router_repeats_total", Help: "Events the stored call already reflected, whose effects were published again.",
+		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.requests, m.latency, m.ended, m.retries)
+		reg.MustRegister(m.requests, m.latency, m.ended, m.retries, m.repeats)
 	}
 	return m
 }

@@ -2,7 +2,11 @@
 // requests on a NATS queue group, keeps calls and busy locks in JetStream KV
 // with compare-and-set, fires ring timeouts and ends the calls of connections
 // that are gone. Any number of routers may run at once; the KV revision
-// decides every race and only the router whose write won publishes effects.
+// decides every race and the router whose write won publishes its effects.
+// A router may die between its write and its publish; the repeat of the
+// event that the record reflects (a gateway's retry, another router's ring
+// timer or eviction) publishes them again, so effects are at least once
+// across router crashes and clients may get a duplicate (see repeat.go).
 package router
 
 import (
@@ -12,6 +16,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -44,6 +49,8 @@ type Router struct {
 	wg       sync.WaitGroup // the watchers
 	stopOnce sync.Once
 	stopped  chan struct{} // closed when Shutdown has finished; set in stopOnce
+	started  atomic.Bool   // Start has finished
+	stopping atomic.Bool   // Shutdown has begun
 }
 
 // New validates cfg and returns a router using nc.
@@ -94,6 +101,7 @@ func (r *Router) Start(ctx context.Context) error {
 	if err := r.nc.Flush(); err != nil {
 		return fmt.Errorf("router: flush: %w", err)
 	}
+	r.started.Store(true)
 	r.log.Info("router started", "subject", r.names.RouterSubject())
 	return nil
 }
@@ -128,6 +136,7 @@ func (r *Router) goRun(f func()) {
 // stops the watchers and timers (other routers fire those). It may be called
 // more than once.
 func (r *Router) Shutdown(ctx context.Context) error {
+	r.stopping.Store(true)
 	if r.sub != nil {
 		_ = r.sub.Unsubscribe()
 	}
@@ -241,7 +250,7 @@ func (r *Router) invite(ctx context.Context, req *messages.Request) (messages.Re
 				return messages.Reply{}, err
 			}
 		}
-		reply, done, err := r.commit(ctx, Decide(c, ev), rev)
+		reply, done, err := r.commit(ctx, c, Decide(c, ev), rev)
 		if done || err != nil {
 			return reply, err
 		}
@@ -282,7 +291,7 @@ func (r *Router) transition(ctx context.Context, id string, ev Event) (messages.
 				return messages.Reply{}, err
 			}
 		}
-		reply, done, err := r.commit(ctx, Decide(c, ev), rev)
+		reply, done, err := r.commit(ctx, c, Decide(c, ev), rev)
 		if done || err != nil {
 			return reply, err
 		}
@@ -294,9 +303,15 @@ func (r *Router) transition(ctx context.Context, id string, ev Event) (messages.
 var errConflicts = errors.New("router: too many conflicting writes")
 
 // commit stores out.Next at revision rev and, if that write won (or there
-// was nothing to write), releases an ended call's locks and publishes the
-// effects. done is false when another write came first: re-read, re-decide.
-func (r *Router) commit(ctx context.Context, out Outcome, rev uint64) (reply messages.Reply, done bool, err error) {
+// was nothing to write), publishes the effects and releases an ended call's
+// locks. done is false when another write came first: re-read, re-decide.
+//
+// The locks go after the publish: a router that dies between its write and
+// its publish leaves them held, so a repeated leave still finds the call
+// through them, and its repeat (out.Repeat) publishes and releases. Locks of
+// an ended call that are left behind are stale and taken over by the next
+// claim.
+func (r *Router) commit(ctx context.Context, c *Call, out Outcome, rev uint64) (reply messages.Reply, done bool, err error) {
 	if out.Next != nil {
 		err := r.store.Update(ctx, out.Next, rev)
 		if errors.Is(err, ErrConflict) {
@@ -306,9 +321,18 @@ func (r *Router) commit(ctx context.Context, out Outcome, rev uint64) (reply mes
 		if err != nil {
 			return messages.Reply{}, false, err
 		}
-		r.release(ctx, out.Next)
+		r.countEnded(out.Next)
+	}
+	if out.Repeat {
+		r.metrics.repeats.Inc()
 	}
 	r.publish(out.Effects)
+	switch {
+	case out.Next != nil:
+		r.release(ctx, out.Next)
+	case out.Repeat:
+		r.release(ctx, c)
+	}
 	return out.Reply, true, nil
 }
 
@@ -318,8 +342,8 @@ func (r *Router) otherDevices(ctx context.Context, user, conn string) (bool, err
 	return len(conns) > 0, err
 }
 
-// release drops the parties' busy locks once c has ended.
-func (r *Router) release(ctx context.Context, c *Call) {
+// countEnded counts c if it has ended.
+func (r *Router) countEnded(c *Call) {
 	if c.State != Ended {
 		return
 	}
@@ -328,6 +352,13 @@ func (r *Router) release(ctx context.Context, c *Call) {
 		reason = "refused"
 	}
 	r.metrics.ended.WithLabelValues(reason).Inc()
+}
+
+// release drops the parties' busy locks once c has ended. It is idempotent.
+func (r *Router) release(ctx context.Context, c *Call) {
+	if c == nil || c.State != Ended {
+		return
+	}
 	for _, user := range []string{c.Caller, c.Callee} {
 		if err := r.store.Release(ctx, user, c.ID); err != nil {
 			// A lock left behind is stale and is taken over by the next claim.
@@ -367,25 +398,39 @@ func (r *Router) expire(ctx context.Context, id string) {
 	}
 }
 
-// evict ends a dead gateway's connection: it leaves presence, then its calls
-// end as for a drop, unless the session resumed on another gateway.
+// evict ends a dead gateway's connection, unless its session resumed on
+// another gateway. First presence marks it as evicted, in the same
+// compare-and-set that a resume would need (so a resume can no longer take
+// it, and a resumed one is left alone); then its calls end as for a drop;
+// then it leaves presence. A router that dies in between leaves it marked
+// but in presence, so every monitor evicts it again, at the latest on its
+// next resync, and the repeat tells the other party.
 func (r *Router) evict(ctx context.Context, user, conn, gateway string) {
-	gone, err := r.presence.Unregister(ctx, user, conn, presence.Conn{Gateway: gateway})
-	if err != nil {
-		r.log.Warn("evict", "conn", conn, "err", err)
-		return
-	}
-	if !gone {
-		return
+	at := presence.Conn{Gateway: gateway}
+	_, held, err := r.presence.Takeover(ctx, user, conn, at, presence.Conn{Gateway: gateway, Holder: evictedHolder})
+	if err != nil || !held {
+		if err != nil {
+			r.log.Warn("evict", "conn", conn, "err", err)
+		}
+		return // gone already, or resumed elsewhere
 	}
 	if err := r.leave(ctx, user, conn, false); err != nil {
 		r.log.Warn("evict leave", "conn", conn, "err", err)
+		return
+	}
+	if _, err := r.presence.Unregister(ctx, user, conn, presence.Conn{Gateway: gateway, Holder: evictedHolder}); err != nil {
+		r.log.Warn("evict", "conn", conn, "err", err)
 	}
 }
 
+// evictedHolder marks in presence a connection being evicted: no socket
+// holds it and no resume secret opens it.
+const evictedHolder = "evicted"
+
 // publish sends effects on their users' subjects, after the write that
-// decided them. Core NATS is at most once: a gateway that is reconnecting to
-// NATS at that moment misses the delivery.
+// decided them, or again for a repeat (repeat.go): across router crashes
+// effects are delivered at least once. Core NATS itself is at most once: a
+// gateway that is reconnecting to NATS at that moment misses the delivery.
 func (r *Router) publish(effects []Effect) {
 	for _, e := range effects {
 		if err := r.nc.Publish(r.names.UserSubject(e.User), messages.EncodeDelivery(&e.Delivery)); err != nil {

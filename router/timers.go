@@ -16,7 +16,10 @@ import (
 // ringTimers holds a timer for every ringing call in the bucket, whichever
 // router created it, so a ring timeout fires even if that router has died.
 // Every router fires every timer; the compare-and-set in transition lets
-// exactly one of them end the call.
+// exactly one of them end the call. A timer stays armed when the call ends
+// with no_answer before it fires (another router's clock ran ahead): its
+// Expire repeats the ending's effects in case that router died before
+// publishing them (repeat.go).
 type ringTimers struct {
 	fire func(id string)
 
@@ -36,15 +39,20 @@ func (t *ringTimers) run(ctx context.Context, kv jetstream.KeyValue, resync time
 // Sync implements kvwatch.Handler.
 func (t *ringTimers) Sync(entries map[string]kvwatch.Entry) {
 	ringing := map[string]time.Time{}
+	timedOut := map[string]bool{}
 	for _, e := range entries {
-		if id, deadline, ok := ringingCall(e); ok {
+		id, deadline, state := timedCall(e)
+		switch state {
+		case Ringing:
 			ringing[id] = deadline
+		case Ended:
+			timedOut[id] = true
 		}
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	for id, timer := range t.timers {
-		if _, ok := ringing[id]; !ok {
+		if _, ok := ringing[id]; !ok && !timedOut[id] {
 			timer.Stop()
 			delete(t.timers, id)
 		}
@@ -56,12 +64,15 @@ func (t *ringTimers) Sync(entries map[string]kvwatch.Entry) {
 
 // Update implements kvwatch.Handler.
 func (t *ringTimers) Update(e kvwatch.Entry) {
-	id, deadline, ok := ringingCall(e)
+	id, deadline, state := timedCall(e)
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if ok {
+	switch state {
+	case Ringing:
 		t.setLocked(id, deadline)
 		return
+	case Ended:
+		return // an armed timer repeats the no_answer
 	}
 	id = strings.TrimPrefix(e.Key, "call.")
 	if timer, found := t.timers[id]; found {
@@ -92,14 +103,21 @@ func (t *ringTimers) stopAll() {
 	}
 }
 
-// ringingCall decodes e and reports whether it is a ringing call.
-func ringingCall(e kvwatch.Entry) (string, time.Time, bool) {
+// timedCall decodes e: state is Ringing for a ringing call, Ended for a
+// call that a ring timeout ended, "" for anything else.
+func timedCall(e kvwatch.Entry) (id string, deadline time.Time, state State) {
 	if e.Deleted {
-		return "", time.Time{}, false
+		return "", time.Time{}, ""
 	}
 	var c Call
-	if json.Unmarshal(e.Value, &c) != nil || c.State != Ringing {
-		return "", time.Time{}, false
+	if json.Unmarshal(e.Value, &c) != nil {
+		return "", time.Time{}, ""
 	}
-	return c.ID, c.ringDeadline(), true
+	switch {
+	case c.State == Ringing:
+		return c.ID, c.ringDeadline(), Ringing
+	case c.State == Ended && c.EndedBy != nil && c.EndedBy.Kind == Expire:
+		return c.ID, c.ringDeadline(), Ended
+	}
+	return "", time.Time{}, ""
 }

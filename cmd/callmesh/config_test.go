@@ -272,7 +272,7 @@ func TestReferenceListsEveryKey(t *testing.T) {
 		jwt.max_token_bytes jwt.signing_key_file ice.servers call.ring_timeout call.resume_grace
 		call.ended_retention presence.heartbeat presence.ttl presence.resync limits.max_message_bytes
 		limits.max_data_bytes limits.send_queue limits.message_rate limits.message_burst limits.invite_rate limits.invite_burst limits.max_conns_per_user limits.max_conns limits.write_timeout limits.ping_interval router.timeout
-		router.attempt router.workers log.level log.format dev.gateways dev.store_dir dev.nats_port dev.token_ttl`) {
+		router.attempt router.workers router.http_addr log.level log.format dev.gateways dev.store_dir dev.nats_port dev.token_ttl`) {
 		if byKey[key] == nil {
 			t.Errorf("no key %s", key)
 		}

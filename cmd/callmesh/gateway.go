@@ -57,7 +57,7 @@ func runGateway(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	return errors.Join(err, gw.Shutdown(sctx), hs.Shutdown(sctx))
 }
 
-// newHTTPServer serves a gateway's handler. WebSockets are hijacked, so
+// newHTTPServer serves a gateway's or router's handler. WebSockets are hijacked, so
 // the timeouts bind only plain requests and the upgrade.
 func newHTTPServer(h http.Handler, log *slog.Logger) *http.Server {
 	return &http.Server{
@@ -69,7 +69,8 @@ func newHTTPServer(h http.Handler, log *slog.Logger) *http.Server {
 	}
 }
 
-// newRegistry is a gateway's metrics registry, served at its /metrics.
+// newRegistry is a gateway's or router's metrics registry, served at its
+// /metrics.
 func newRegistry() *prometheus.Registry {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

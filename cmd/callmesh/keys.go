@@ -47,6 +47,7 @@ type Config struct {
 	Router struct {
 		Timeout, Attempt time.Duration
 		Workers          int
+		HTTPAddr         string
 	}
 	Log struct {
 		Level, Format string
@@ -132,6 +133,7 @@ var settings = []setting{
 	{"router.timeout", "5s", "a gateway's whole budget for one router request, retries included", func(c *Config) any { return &c.Router.Timeout }},
 	{"router.attempt", "1s", "a gateway's budget for one try of a router request", func(c *Config) any { return &c.Router.Attempt }},
 	{"router.workers", "64", "requests one router handles at once", func(c *Config) any { return &c.Router.Workers }},
+	{"router.http_addr", "127.0.0.1:8081", "router listen address for /healthz and /metrics; empty: none (dev serves the router's metrics with gateway 0's)", func(c *Config) any { return &c.Router.HTTPAddr }},
 
 	{"log.level", "info", "debug, info, warn or error", func(c *Config) any { return &c.Log.Level }},
 	{"log.format", "text", "text or json", func(c *Config) any { return &c.Log.Format }},

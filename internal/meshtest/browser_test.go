@@ -10,12 +10,17 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -42,13 +47,17 @@ const noChromium = "SKIPPED: no Chromium found — install chromium (apt-get ins
 //     connected and decode the other's video; alice hangs up.
 //   - Busy: alice and bob are in a call again; carol calls bob and gets busy;
 //     alice's and bob's call carries on; bob hangs up.
+//   - Drain: dave and erin reach the mesh through a load balancer, both on
+//     gateway 0, and are in a call; gateway 0 drains (a rolling upgrade);
+//     both pages resume on gateway 1 and their call carries on.
 func TestBrowser(t *testing.T) {
 	chromium := findChromium(t)
 
-	m := Start(t, Options{Gateway: func(c *gateway.Config) {
+	m := Start(t, Options{ResumeGrace: 5 * time.Second, Gateway: func(c *gateway.Config) {
 		c.Demo = true
 		c.DevTokens = &gateway.MintConfig{Alg: "HS256", Secret: Secret}
 		c.ICEServers = nil // no network here: host candidates only
+		c.DrainTimeout = 3 * time.Second
 	}})
 	s := startBrowser(t, chromium)
 	t.Cleanup(func() { s.dumpIfFailed(t) })
@@ -72,7 +81,7 @@ func TestBrowser(t *testing.T) {
 		return
 	}
 
-	t.Run("Busy", func(t *testing.T) {
+	if !t.Run("Busy", func(t *testing.T) {
 		t.Cleanup(func() { s.dumpIfFailed(t) })
 		carol := s.open(t, "carol", m.Gateways[1].HTTP.URL+"/")
 		carol.connect(t, "carol")
@@ -99,8 +108,78 @@ func TestBrowser(t *testing.T) {
 		alice.waitFor(t, `#message[data-reason] = "hangup"`, `document.getElementById("message").dataset.reason === "hangup"`)
 		alice.waitFor(t, `body state "idle"`, `document.body.dataset.state === "idle"`)
 		bob.waitFor(t, `body state "idle"`, `document.body.dataset.state === "idle"`)
+	}) {
+		return
+	}
+
+	t.Run("Drain", func(t *testing.T) {
+		t.Cleanup(func() { s.dumpIfFailed(t) })
+		lb := newBalancer(t, m)
+		dave := s.open(t, "dave", lb.URL+"/")
+		erin := s.open(t, "erin", lb.URL+"/")
+		dave.connect(t, "dave")
+		erin.connect(t, "erin")
+		call := establish(t, dave, erin)
+		var conns [2]string
+		for i, p := range []*page{dave, erin} {
+			_ = json.Unmarshal(p.waitFor(t, "the session's conn", `demo.mesh.welcome.conn`), &conns[i])
+		}
+		daveFrames, erinFrames := dave.framesDecoded(t), erin.framesDecoded(t)
+
+		lb.drain(0)
+		stopped := make(chan error, 1)
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), browserWait)
+			defer cancel()
+			stopped <- m.Gateways[0].Server.Shutdown(ctx)
+		}()
+		for i, p := range []*page{dave, erin} {
+			p.waitFor(t, "the session resumed on another gateway", fmt.Sprintf(
+				`demo.mesh.state === "open" && demo.mesh.welcome.resumed && demo.mesh.welcome.conn === %q`, conns[i]))
+			p.waitFor(t, "the same call "+call+" to be still active and connected", fmt.Sprintf(
+				`document.body.dataset.state === "active" && demo.call && demo.call.id === %q && %s`, call, iceConnected))
+		}
+		if err := <-stopped; err != nil {
+			t.Fatalf("drain: %v", err)
+		}
+		dave.waitFor(t, "more video frames decoded after the drain", framesAbove(daveFrames))
+		erin.waitFor(t, "more video frames decoded after the drain", framesAbove(erinFrames))
+
+		dave.click(t, "hangup") // through gateway 1 now
+		erin.waitFor(t, `#message[data-reason] = "hangup"`, `document.getElementById("message").dataset.reason === "hangup"`)
+		erin.waitFor(t, `body state "idle"`, `document.body.dataset.state === "idle"`)
+		dave.waitFor(t, `body state "idle"`, `document.body.dataset.state === "idle"`)
 	})
 }
+
+// balancer is a load balancer in front of the mesh's gateways: it sends
+// every request to the first gateway not taken out of rotation, as a load
+// balancer does once a draining gateway's /healthz fails.
+type balancer struct {
+	*httptest.Server
+	out []atomic.Bool
+}
+
+func newBalancer(t *testing.T, m *Mesh) *balancer {
+	b := &balancer{out: make([]atomic.Bool, len(m.Gateways))}
+	proxy := &httputil.ReverseProxy{Director: func(r *http.Request) {
+		// r.Host stays the balancer's: the page's origin, as the gateway's
+		// same-origin check expects behind a balancer.
+		for i, g := range m.Gateways {
+			if !b.out[i].Load() {
+				target, _ := url.Parse(g.HTTP.URL)
+				r.URL.Scheme, r.URL.Host = target.Scheme, target.Host
+				return
+			}
+		}
+	}}
+	b.Server = httptest.NewServer(proxy)
+	t.Cleanup(b.Close)
+	return b
+}
+
+// drain takes gateway i out of rotation.
+func (b *balancer) drain(i int) { b.out[i].Store(true) }
 
 // iceConnected is true once the current call's peer connection is connected.
 const iceConnected = `!!demo.call.pc && ["connected", "completed"].includes(demo.call.pc.iceConnectionState)`

@@ -2,6 +2,7 @@ package meshtest
 
 import (
 	"context"
+	"strconv"
 	"testing"
 	"time"
 
@@ -234,4 +235,24 @@ func TestResumeAfterGatewayCrash(t *testing.T) {
 	bob.Signal(call, 2)
 	again.ExpectSignal(call, 2)
 	m.Barrier(bob)
+}
+
+// A session that would hold more than it may while away ends at once
+// rather than lose frames: the other party hears ended{disconnected} and a
+// resume starts afresh.
+func TestResumeHoldIsBounded(t *testing.T) {
+	m := Start(t, Options{ResumeGrace: time.Minute, Gateway: func(c *gateway.Config) {
+		c.MessageRate, c.MessageBurst = 1e6, 1e6
+	}})
+	alice, bob := m.Dial(0, "alice"), m.Dial(1, "bob")
+	call := Establish(alice, bob)
+	dropped(t, m, 0, alice)
+	for n := range 1100 {
+		bob.Send(&messages.Envelope{Type: messages.TypeSignal, Call: call, Data: []byte(`{"n":` + strconv.Itoa(n) + `}`)})
+	}
+	bob.ExpectEnded(call, messages.ReasonDisconnected)
+	again := m.Resume(1, alice)
+	if again.Welcome.Resumed {
+		t.Fatal("a session that lost frames was resumed")
+	}
 }
