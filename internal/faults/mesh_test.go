@@ -66,25 +66,26 @@ type mesh struct {
 	t        testing.TB
 	dir      string
 	nats     *cluster
-	routers  []*proc
-	gateways []*gatewayProc
+	routers  []*service
+	gateways []*service
 
 	mu      sync.Mutex
 	clients []*client // every client made, for the double-booking count
 }
 
-// gatewayProc is one gateway process and its address.
-type gatewayProc struct {
+// service is a router or gateway process and the address of its HTTP
+// listener (/healthz, and /ws for a gateway).
+type service struct {
 	*proc
 	addr string // host:port
 }
 
-// wsURL is the gateway's WebSocket endpoint.
-func (g *gatewayProc) wsURL() string { return "ws://" + g.addr + "/ws" }
+// wsURL is a gateway's WebSocket endpoint.
+func (g *service) wsURL() string { return "ws://" + g.addr + "/ws" }
 
-// health is the status code of the gateway's /healthz, or 0 if it does
+// health is the status code of the service's /healthz, or 0 if it does
 // not answer.
-func (g *gatewayProc) health() int {
+func (g *service) health() int {
 	c := http.Client{Timeout: time.Second}
 	resp, err := c.Get("http://" + g.addr + "/healthz")
 	if err != nil {
@@ -92,6 +93,20 @@ func (g *gatewayProc) health() int {
 	}
 	resp.Body.Close()
 	return resp.StatusCode
+}
+
+// waitHealthy waits until the service answers /healthz with 200.
+func (s *service) waitHealthy() {
+	s.t.Helper()
+	waitFor(s.t, 30*time.Second, func() error {
+		if code := s.health(); code != http.StatusOK {
+			if s.wait(0) {
+				return fmt.Errorf("%s exited: %v\n%s", s.name, s.exitErr(), tail(s.log))
+			}
+			return fmt.Errorf("%s: /healthz %d", s.name, code)
+		}
+		return nil
+	})
 }
 
 // startMesh starts a 3-node NATS cluster, 2 routers and n gateways, and
@@ -112,25 +127,19 @@ func startMesh(t testing.TB, gateways int) *mesh {
 	// nats-server 2.15), and a router exits when it cannot open them.
 	// Gateways bind to the presence bucket a router creates.
 	for i := range 2 {
-		r := start(t, m.dir, fmt.Sprintf("router%d", i), bins.callmesh, m.env(), m.args("router")...)
-		r.waitLog("router started", 30*time.Second)
+		addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+		p := start(t, m.dir, fmt.Sprintf("router%d", i), bins.callmesh, m.env(), append(m.args("router"), "--router.http_addr", addr)...)
+		r := &service{proc: p, addr: addr}
+		r.waitHealthy()
 		m.routers = append(m.routers, r)
 	}
 	for i := range gateways {
 		addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 		p := start(t, m.dir, fmt.Sprintf("gateway%d", i), bins.callmesh, m.env(), append(m.args("gateway"), "--http.addr", addr)...)
-		m.gateways = append(m.gateways, &gatewayProc{proc: p, addr: addr})
+		m.gateways = append(m.gateways, &service{proc: p, addr: addr})
 	}
 	for _, g := range m.gateways {
-		waitFor(t, 30*time.Second, func() error {
-			if code := g.health(); code != http.StatusOK {
-				if g.wait(0) {
-					return fmt.Errorf("%s exited: %v\n%s", g.name, g.exitErr(), tail(g.log))
-				}
-				return fmt.Errorf("%s: /healthz %d", g.name, code)
-			}
-			return nil
-		})
+		g.waitHealthy()
 	}
 	return m
 }
@@ -144,7 +153,9 @@ func (m *mesh) all() []*proc {
 	for _, n := range m.nats.nodes {
 		ps = append(ps, n.proc)
 	}
-	ps = append(ps, m.routers...)
+	for _, r := range m.routers {
+		ps = append(ps, r.proc)
+	}
 	for _, g := range m.gateways {
 		ps = append(ps, g.proc)
 	}

@@ -4,8 +4,6 @@ package faults
 
 import (
 	"bufio"
-	"bytes"
-	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -28,11 +26,10 @@ type proc struct {
 	env  []string
 	log  string // file holding its stdout and stderr
 
-	mu       sync.Mutex
-	logStart int64 // size of the log when the current run started
-	cmd      *exec.Cmd
-	done     chan struct{} // closed when cmd has exited
-	err      error         // exit status; set before done is closed
+	mu   sync.Mutex
+	cmd  *exec.Cmd
+	done chan struct{} // closed when cmd has exited
+	err  error         // exit status; set before done is closed
 }
 
 // start runs bin args as a new process named name, appending its output to
@@ -61,12 +58,8 @@ func (p *proc) run() {
 		p.t.Fatalf("start %s: %v", p.name, err)
 	}
 	done := make(chan struct{})
-	var size int64
-	if fi, err := f.Stat(); err == nil {
-		size = fi.Size()
-	}
 	p.mu.Lock()
-	p.cmd, p.done, p.logStart = cmd, done, size
+	p.cmd, p.done = cmd, done
 	p.mu.Unlock()
 	go func() {
 		err := cmd.Wait()
@@ -118,24 +111,6 @@ func (p *proc) exitErr() error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.err
-}
-
-// waitLog waits until the log of the process's current run holds s.
-func (p *proc) waitLog(s string, d time.Duration) {
-	p.t.Helper()
-	p.mu.Lock()
-	from := p.logStart
-	p.mu.Unlock()
-	waitFor(p.t, d, func() error {
-		b, _ := os.ReadFile(p.log)
-		if int64(len(b)) >= from && bytes.Contains(b[from:], []byte(s)) {
-			return nil
-		}
-		if p.wait(0) {
-			return fmt.Errorf("%s exited (%v) before logging %q; log tail:\n%s", p.name, p.exitErr(), s, tail(p.log))
-		}
-		return fmt.Errorf("%s has not logged %q; log tail:\n%s", p.name, s, tail(p.log))
-	})
 }
 
 // tail is the last lines of a log file, for failure messages.

@@ -103,4 +103,3 @@ func clientDropResume(t *testing.T, m *mesh, r *row, n int) {
 	hangup(t, r, pairs)
 	probeIdle(t, r, idlePairs(pairs))
 }
-

@@ -58,7 +58,7 @@ func routerKill(t *testing.T, m *mesh, r *row, n int) {
 	// whose ring timeouts it had armed) are now router 0's to finish.
 	time.Sleep(run / 4)
 	m.routers[0].run()
-	m.routers[0].waitLog("router started", 30*time.Second)
+	m.routers[0].waitHealthy()
 	m.routers[1].kill()
 	wg.Wait()
 	r.time = "recover " + ms(st.slowest)
