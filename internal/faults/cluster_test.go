@@ -126,6 +126,60 @@ func (c *cluster) restart(n *natsNode) {
 	c.waitHealthy(n, 30*time.Second)
 }
 
+// waitStreams waits until every live node hosts a replica of each named
+// stream and the stream has a leader. A gateway started before that can
+// fail to create its heartbeat ("no response from stream") and exit.
+func (c *cluster) waitStreams(d time.Duration, names ...string) {
+	c.t.Helper()
+	waitFor(c.t, d, func() error {
+		for _, n := range c.nodes {
+			if n.proc.wait(0) {
+				continue
+			}
+			streams, err := n.streams()
+			if err != nil {
+				return err
+			}
+			for _, name := range names {
+				leader, ok := streams[name]
+				if !ok || leader == "" {
+					return fmt.Errorf("%s: stream %s not ready (hosted %v, leader %q)", n.name, name, ok, leader)
+				}
+			}
+		}
+		return nil
+	})
+}
+
+// streams maps the streams n hosts to their leaders, from its /jsz.
+func (n *natsNode) streams() (map[string]string, error) {
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/jsz?accounts=true&streams=true", n.monitorPort))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", n.name, err)
+	}
+	defer resp.Body.Close()
+	var jsz struct {
+		Accounts []struct {
+			Streams []struct {
+				Name    string `json:"name"`
+				Cluster struct {
+					Leader string `json:"leader"`
+				} `json:"cluster"`
+			} `json:"stream_detail"`
+		} `json:"account_details"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&jsz); err != nil {
+		return nil, fmt.Errorf("%s: /jsz: %w", n.name, err)
+	}
+	m := map[string]string{}
+	for _, a := range jsz.Accounts {
+		for _, s := range a.Streams {
+			m[s.Name] = s.Cluster.Leader
+		}
+	}
+	return m, nil
+}
+
 // streamLeader is the node leading the stream whose name contains substr,
 // as some live node's /jsz reports it, or nil if none is known.
 func (c *cluster) streamLeader(substr string) *natsNode {
@@ -133,33 +187,17 @@ func (c *cluster) streamLeader(substr string) *natsNode {
 		if n.proc.wait(0) {
 			continue
 		}
-		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/jsz?accounts=true&streams=true", n.monitorPort))
+		streams, err := n.streams()
 		if err != nil {
 			continue
 		}
-		var jsz struct {
-			Accounts []struct {
-				Streams []struct {
-					Name    string `json:"name"`
-					Cluster struct {
-						Leader string `json:"leader"`
-					} `json:"cluster"`
-				} `json:"stream_detail"`
-			} `json:"account_details"`
-		}
-		err = json.NewDecoder(resp.Body).Decode(&jsz)
-		resp.Body.Close()
-		if err != nil {
-			continue
-		}
-		for _, a := range jsz.Accounts {
-			for _, s := range a.Streams {
-				if strings.Contains(s.Name, substr) {
-					for _, m := range c.nodes {
-						if m.name == s.Cluster.Leader {
-							return m
-						}
-					}
+		for name, leader := range streams {
+			if !strings.Contains(name, substr) {
+				continue
+			}
+			for _, m := range c.nodes {
+				if m.name == leader {
+					return m
 				}
 			}
 		}

@@ -34,15 +34,19 @@ func TestFaults(t *testing.T) {
 	for _, sc := range scenarios {
 		t.Run(sc.name, func(t *testing.T) {
 			r := &row{fault: sc.fault}
-			m := startMesh(t, 3)
+			var m *mesh
+			// Registered first, so that it runs last: after the scenario,
+			// also one that failed to start its mesh.
 			t.Cleanup(func() {
-				m.mu.Lock()
-				for _, c := range m.clients {
-					c.mu.Lock()
-					r.doubleBook += c.doubleBook
-					c.mu.Unlock()
+				if m != nil {
+					m.mu.Lock()
+					for _, c := range m.clients {
+						c.mu.Lock()
+						r.doubleBook += c.doubleBook
+						c.mu.Unlock()
+					}
+					m.mu.Unlock()
 				}
-				m.mu.Unlock()
 				if t.Failed() {
 					r.fault += " **FAIL**"
 				}
@@ -52,6 +56,7 @@ func TestFaults(t *testing.T) {
 						sc.fault, r.wrong(), r.continued, r.continuedWant, r.endedOK, r.endedWant)
 				}
 			})
+			m = startMesh(t, 3)
 			sc.run(t, m, r, n)
 		})
 	}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/callmesh/callmesh/gateway"
+	"github.com/callmesh/callmesh/messages"
 )
 
 // Timings of the mesh under test: short enough for a test, in the
@@ -133,6 +134,7 @@ func startMesh(t testing.TB, gateways int) *mesh {
 		r.waitHealthy()
 		m.routers = append(m.routers, r)
 	}
+	m.nats.waitStreams(30*time.Second, "KV_"+messages.DefaultPrefix+"_calls", "KV_"+messages.DefaultPrefix+"_presence")
 	for i := range gateways {
 		addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 		p := start(t, m.dir, fmt.Sprintf("gateway%d", i), bins.callmesh, m.env(), append(m.args("gateway"), "--http.addr", addr)...)

@@ -32,7 +32,7 @@ func natsKillRestart(t *testing.T, m *mesh, r *row, n int) {
 	}()
 	time.Sleep(500 * time.Millisecond)
 
-	victim := m.nats.streamLeader(messages.DefaultPrefix + "_calls")
+	victim := m.nats.streamLeader("KV_" + messages.DefaultPrefix + "_calls")
 	if victim == nil {
 		t.Log("stream leader unknown; killing n1")
 		victim = m.nats.nodes[0]

@@ -92,6 +92,11 @@ func (p *proc) wait(d time.Duration) bool {
 	select {
 	case <-done:
 		return true
+	default:
+	}
+	select {
+	case <-done:
+		return true
 	case <-time.After(d):
 		return false
 	}
