@@ -93,6 +93,12 @@ type callView struct {
 	peer     string   // the other party's user id
 	peerConn string   // the other party's connection, once accepted
 	sent     sentRing // the signals relayed to the peer, for a replay
+	// sentSeq numbers the signals relayed (sentAt: the last); recvSeq is
+	// the last signal seen from the peer's socket recvSrc (replay.go).
+	sentSeq uint64
+	sentAt  time.Time
+	recvSeq uint64
+	recvSrc string
 }
 
 func newConn(s *Server, ws *websocket.Conn, claims Claims, resume string) *conn {

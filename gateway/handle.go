@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"encoding/json"
+	"time"
 
 	"github.com/callmesh/callmesh/messages"
 )
@@ -90,13 +91,15 @@ func (c *conn) relay(env *messages.Envelope) {
 		return
 	}
 	id := messages.NextDeliveryID()
-	d := messages.Delivery{ID: id, Conn: view.peerConn, Env: messages.Envelope{
+	d := messages.Delivery{ID: id, Conn: view.peerConn, Seq: view.sentSeq + 1, Src: c.holder, Env: messages.Envelope{
 		Type: messages.TypeSignal, ID: id, Call: env.Call, From: c.user, Data: env.Data,
 	}}
 	frame := messages.EncodeDelivery(&d)
 	err := c.s.nc.Publish(c.s.names.UserSubject(view.peer), frame)
 	if err == nil {
 		view.sent.add(frame)
+		view.sentSeq++
+		view.sentAt = time.Now()
 	}
 	c.mu.Unlock()
 	if err != nil {

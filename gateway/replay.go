@@ -8,22 +8,35 @@ import (
 
 // Signal repair. Core NATS is at most once, so a relayed signal can be lost
 // when the receiving session's gateway dies before the session resumes
-// elsewhere, when a NATS node dies with the signal in flight, or when it was
-// written into a socket that was already dead. So each connection keeps the
-// signals it relayed in each call (sentRing), and the gateway of the other
-// party asks for them again (CtlReplay) whenever it may have missed some:
-// when the session resumes, and when the gateway's NATS connection comes
-// back. Its frames are held meanwhile; each signal has a unique id, and the
-// release keeps the last copy of each (the replay is complete and in order)
-// and drops those already sent on this socket. The client drops a signal
-// whose id it has seen: after a resume it gets again what the dead socket
-// may or may not have delivered.
+// elsewhere, when a NATS node or route dies with the signal in flight, or
+// when it was written into a socket that was already dead. So each
+// connection keeps the signals it relayed in each call (sentRing), numbered
+// from 1 per sending socket, and the gateway of the other party asks for
+// them again (CtlReplay) whenever it may have missed some: when the session
+// resumes, when the gateway's NATS connection comes back, when a number is
+// skipped, and when the sender's tail (CtlTail, sent each second for a
+// while after its last signal) names one it has not seen. Its frames are
+// held meanwhile; each signal has a unique id, and the release keeps the
+// last copy of each (the replay is complete and in order) and drops those
+// already sent on this socket. The client drops a signal whose id it has
+// seen: after a resume it gets again what the dead socket may or may not
+// have delivered.
 
 // Bounds of the signals kept per call for a replay: past either, the oldest
 // go (a peer away that long has more than a replay can repair).
 const (
 	sentMaxFrames = 512
 	sentMaxBytes  = 1 << 20
+)
+
+// replayRetry is how long a replay is awaited before it is asked again.
+const replayRetry = 300 * time.Millisecond
+
+// A sender's tail goes out every tailEvery while its last signal in a call
+// is younger than tailFor.
+const (
+	tailEvery = time.Second
+	tailFor   = 10 * time.Second
 )
 
 // sentRing is the signals a connection relayed in one call, oldest first,
@@ -82,6 +95,45 @@ func (c *conn) control(ctl *messages.Control) {
 		c.mu.Unlock()
 	case messages.CtlResync:
 		go c.resync([]peerRef{{ctl.Call, ctl.User, ctl.Conn}})
+	case messages.CtlTail:
+		c.mu.Lock()
+		v := c.calls[ctl.Call]
+		if v == nil || v.state != "accepted" || v.peerConn != ctl.Conn {
+			c.mu.Unlock()
+			return
+		}
+		behind := ctl.Seq > v.recvSeq || ctl.Src != v.recvSrc && ctl.Seq > 0
+		if behind {
+			v.recvSrc, v.recvSeq = ctl.Src, ctl.Seq // the replay brings the rest
+		}
+		c.repairIf(behind, peerRef{ctl.Call, v.peer, v.peerConn})
+	}
+}
+
+// track notes a numbered signal from the peer, before it is delivered, and
+// repairs a gap (the frame is then held with the replay).
+func (c *conn) track(d *messages.Delivery) {
+	c.mu.Lock()
+	v := c.calls[d.Env.Call]
+	if v == nil || v.state != "accepted" {
+		c.mu.Unlock()
+		return
+	}
+	if d.Src != v.recvSrc { // the peer's socket changed (it resumed): numbers restart
+		v.recvSrc, v.recvSeq = d.Src, 0
+	}
+	gap := d.Seq > v.recvSeq+1
+	v.recvSeq = max(v.recvSeq, d.Seq)
+	c.repairIf(gap, peerRef{d.Env.Call, v.peer, v.peerConn})
+}
+
+// repairIf starts a resync of one call if need and no socket is away or
+// holding already, and unlocks c.mu. Called with c.mu held.
+func (c *conn) repairIf(need bool, p peerRef) {
+	started := need && c.startResync()
+	c.mu.Unlock()
+	if started {
+		go c.finishResync([]peerRef{p})
 	}
 }
 
@@ -105,35 +157,50 @@ func (c *conn) replay(ctl *messages.Control) {
 var controlEnv = messages.Envelope{Type: "control"}
 
 // askReplays asks the other party of each call for its signals again and
-// waits, at most RouterAttempt, until each has sent them. c must be holding.
+// waits until each has sent them. An ask is repeated every replayRetry, up
+// to twice RouterAttempt in all: after a NATS reconnect, this gateway's
+// subscriptions reach the other nodes of a cluster a little later, and a
+// replay sent before that is lost. c must be holding.
 func (c *conn) askReplays(peers []peerRef) {
 	if len(peers) == 0 {
 		return
 	}
-	waits := make([]chan struct{}, len(peers))
+	waits := make(map[peerRef]chan struct{}, len(peers))
 	c.mu.Lock()
 	if c.replays == nil {
 		c.replays = map[string]chan struct{}{}
 	}
-	for i, p := range peers {
-		waits[i] = make(chan struct{})
-		c.replays[p.call] = waits[i]
+	for _, p := range peers {
+		waits[p] = make(chan struct{})
+		c.replays[p.call] = waits[p]
 	}
 	c.mu.Unlock()
-	for _, p := range peers {
-		ask := &messages.Delivery{Conn: p.conn, Env: controlEnv,
-			Control: &messages.Control{Op: messages.CtlReplay, Call: p.call, User: c.user, Conn: c.id}}
-		_ = c.s.nc.Publish(c.s.names.UserSubject(p.user), messages.EncodeDelivery(ask))
-	}
-	deadline := time.NewTimer(c.s.cfg.RouterAttempt)
-	defer deadline.Stop()
-	for _, w := range waits {
-		select {
-		case <-w:
-		case <-deadline.C:
-			c.s.log.Info("replay: no answer", "conn", c.id)
-			return
+	deadline := time.Now().Add(2 * c.s.cfg.RouterAttempt)
+	for len(waits) > 0 && time.Now().Before(deadline) {
+		for p := range waits {
+			ask := &messages.Delivery{Conn: p.conn, Env: controlEnv,
+				Control: &messages.Control{Op: messages.CtlReplay, Call: p.call, User: c.user, Conn: c.id}}
+			_ = c.s.nc.Publish(c.s.names.UserSubject(p.user), messages.EncodeDelivery(ask))
 		}
+		retry := time.NewTimer(replayRetry)
+		for p, w := range waits {
+			select {
+			case <-w:
+				delete(waits, p)
+				continue
+			case <-retry.C:
+			}
+			break
+		}
+		retry.Stop()
+	}
+	if len(waits) > 0 {
+		c.s.log.Info("replay: no answer", "conn", c.id, "calls", len(waits))
+		c.mu.Lock()
+		for p := range waits {
+			delete(c.replays, p.call)
+		}
+		c.mu.Unlock()
 	}
 }
 
@@ -141,12 +208,26 @@ func (c *conn) askReplays(peers []peerRef) {
 // frames are held while the peers replay, then released once each.
 func (c *conn) resync(peers []peerRef) {
 	c.mu.Lock()
-	if c.holding || c.taken { // away or resuming: the resume repairs
-		c.mu.Unlock()
-		return
+	started := c.startResync()
+	c.mu.Unlock()
+	if started {
+		c.finishResync(peers)
+	}
+}
+
+// startResync holds an open socket's frames for a resync, unless it is
+// away, resuming or resyncing already (what holds it then repairs).
+// Guarded by mu.
+func (c *conn) startResync() bool {
+	if c.holding || c.taken {
+		return false
 	}
 	c.holding = true
-	c.mu.Unlock()
+	return true
+}
+
+// finishResync asks for the replays, then releases what was held.
+func (c *conn) finishResync(peers []peerRef) {
 	c.askReplays(peers)
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -210,5 +291,40 @@ func (s *Server) onReconnect() {
 		if len(peers) > 0 {
 			go c.resync(peers)
 		}
+	}
+}
+
+// sendTails sends, every tailEvery, the tail of each call whose last signal
+// is younger than tailFor, until the gateway stops.
+func (s *Server) sendTails() {
+	t := time.NewTicker(tailEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.bg.Done():
+			return
+		case now := <-t.C:
+			s.mu.Lock()
+			conns := s.sockets()
+			s.mu.Unlock()
+			for _, c := range conns {
+				c.sendTails(now)
+			}
+		}
+	}
+}
+
+// sendTails publishes c's tails, under c.mu as relay publishes, so each
+// follows the signals it counts.
+func (c *conn) sendTails(now time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for call, v := range c.calls {
+		if v.state != "accepted" || v.sentSeq == 0 || now.Sub(v.sentAt) > tailFor {
+			continue
+		}
+		tail := &messages.Delivery{Conn: v.peerConn, Env: controlEnv, Control: &messages.Control{
+			Op: messages.CtlTail, Call: call, User: c.user, Conn: c.id, Seq: v.sentSeq, Src: c.holder}}
+		_ = c.s.nc.Publish(c.s.names.UserSubject(v.peer), messages.EncodeDelivery(tail))
 	}
 }

@@ -115,6 +115,7 @@ func New(ctx context.Context, cfg Config, nc *nats.Conn) (*Server, error) {
 	s.bg, s.cancel = context.WithCancel(context.Background())
 	s.goRun(func() { s.hb.Run(s.bg, s.reregister) })
 	s.goRun(s.dispatch)
+	s.goRun(s.sendTails)
 	if s.handover, err = nc.Subscribe(names.GatewaySubject(s.id), s.serveHandover); err != nil {
 		return nil, fmt.Errorf("gateway: subscribe handover: %w", err)
 	}
@@ -255,6 +256,9 @@ func (s *Server) dispatch() {
 			continue
 		}
 		for _, c := range targets {
+			if d.Seq > 0 {
+				c.track(d) // before deliver: a gap holds this frame too
+			}
 			c.deliver(d.ID, &d.Env, frame, d.Bind)
 		}
 	}

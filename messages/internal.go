@@ -82,7 +82,11 @@ type Delivery struct {
 	Bind *Binding `json:"bind,omitempty"`
 	// Control, when set, is for the receiving gateway, not its client.
 	Control *Control `json:"ctl,omitempty"`
-	Env     Envelope `json:"-"`
+	// Seq numbers a call's signals from one sending socket (Src), from 1,
+	// so the receiving gateway notices one that went missing.
+	Seq uint64   `json:"seq,omitempty"`
+	Src string   `json:"src,omitempty"`
+	Env Envelope `json:"-"`
 }
 
 // Control operations between the gateways of a call's two connections,
@@ -96,6 +100,10 @@ const (
 	// CtlResync asks the receiver to send CtlReplay for Call to
 	// User/Conn: sent by a gateway that may have lost what it published.
 	CtlResync = "resync"
+	// CtlTail says that the last signal User/Conn sent in Call was Seq
+	// (from socket Src): sent for a while after each signal, so that the
+	// loss of the last ones is noticed too.
+	CtlTail = "tail"
 )
 
 // Control is a message from one gateway to the gateway that holds the
@@ -105,6 +113,8 @@ type Control struct {
 	Call string `json:"call"`
 	User string `json:"user,omitempty"`
 	Conn string `json:"conn,omitempty"`
+	Seq  uint64 `json:"seq,omitempty"`
+	Src  string `json:"src,omitempty"`
 }
 
 // EncodeDelivery frames d for publishing on a user subject, with a fresh ID
