@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/time/rate"
 
+	"github.com/callmesh/callmesh/internal/kvutil"
 	"github.com/callmesh/callmesh/messages"
 	"github.com/callmesh/callmesh/presence"
 )
@@ -109,7 +110,11 @@ func New(ctx context.Context, cfg Config, nc *nats.Conn) (*Server, error) {
 		}
 		go s.onReconnect()
 	})
-	if s.hb, err = reg.StartHeartbeat(ctx, s.id, cfg.Heartbeat, cfg.HeartbeatTTL, s.log); err != nil {
+	err = kvutil.Retry(ctx, s.log, "create heartbeat", func(ctx context.Context) (err error) {
+		s.hb, err = reg.StartHeartbeat(ctx, s.id, cfg.Heartbeat, cfg.HeartbeatTTL, s.log)
+		return err
+	})
+	if err != nil {
 		return nil, err
 	}
 	s.bg, s.cancel = context.WithCancel(context.Background())

@@ -39,7 +39,13 @@ func (r *Registry) StartHeartbeat(ctx context.Context, gateway string, interval,
 }
 
 func (h *Heartbeat) create(ctx context.Context) error {
-	rev, err := h.reg.kv.Create(ctx, messages.GatewayKey(h.gateway), []byte(h.gateway), jetstream.KeyTTL(h.ttl))
+	key := messages.GatewayKey(h.gateway)
+	rev, err := h.reg.kv.Create(ctx, key, []byte(h.gateway), jetstream.KeyTTL(h.ttl))
+	if kvutil.IsConflict(err) { // a retry of a create whose answer was lost
+		if e, gerr := h.reg.kv.Get(ctx, key); gerr == nil && string(e.Value()) == h.gateway {
+			rev, err = e.Revision(), nil
+		}
+	}
 	if err != nil {
 		return fmt.Errorf("presence: create heartbeat: %w", err)
 	}

@@ -74,10 +74,14 @@ func (r *Router) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("router: jetstream: %w", err)
 	}
-	if r.store, err = OpenStore(ctx, js, r.names, r.cfg.Replicas, r.cfg.EndedRetention); err != nil {
+	err = kvutil.Retry(ctx, r.log, "open buckets", func(ctx context.Context) (err error) {
+		if r.store, err = OpenStore(ctx, js, r.names, r.cfg.Replicas, r.cfg.EndedRetention); err != nil {
+			return err
+		}
+		r.presence, err = presence.Open(ctx, js, r.names, r.cfg.Replicas)
 		return err
-	}
-	if r.presence, err = presence.Open(ctx, js, r.names, r.cfg.Replicas); err != nil {
+	})
+	if err != nil {
 		return err
 	}
 	bg, cancel := context.WithCancel(context.Background())
