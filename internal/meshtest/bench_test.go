@@ -12,7 +12,7 @@ import (
 // BenchmarkCallSetup measures invite → incoming on another gateway, through
 // two routers, one call at a time, and reports its p50 and p99.
 func BenchmarkCallSetup(b *testing.B) {
-	m := Start(b, Options{Gateway: NoInviteLimit})
+	m := Start(b, Options{Gateway: NoRateLimits})
 	alice, bob := m.Dial(0, "alice"), m.Dial(1, "bob")
 	lat := make([]time.Duration, 0, b.N)
 	b.ResetTimer()
@@ -37,7 +37,7 @@ func BenchmarkCallSetup(b *testing.B) {
 // in flight (an unpaced flood fills the receiver's send queue, which closes
 // it with 4003 by design).
 func BenchmarkSignalRelay(b *testing.B) {
-	m := Start(b, Options{})
+	m := Start(b, Options{Gateway: NoRateLimits})
 	alice, bob := m.Dial(0, "alice"), m.Dial(1, "bob")
 	call := Establish(alice, bob)
 	frame := messages.Encode(&messages.Envelope{Type: messages.TypeSignal, Call: call,
@@ -65,7 +65,7 @@ func BenchmarkSignalRelay(b *testing.B) {
 // presence takeover, the old gateway's handover and the router's list of
 // calls), and reports its p50 and p99.
 func BenchmarkResume(b *testing.B) {
-	m := Start(b, Options{ResumeGrace: time.Minute})
+	m := Start(b, Options{ResumeGrace: time.Minute, Gateway: NoRateLimits})
 	alice, bob := m.Dial(0, "alice"), m.Dial(1, "bob")
 	call := Establish(alice, bob)
 	lat := make([]time.Duration, 0, b.N)

@@ -45,6 +45,13 @@ type Options struct {
 // that make many calls between the same users quickly.
 func NoInviteLimit(c *gateway.Config) { c.InviteRate, c.InviteBurst = 1e6, 1e6 }
 
+// NoRateLimits lifts the message and invite rates, for benchmarks that
+// measure how fast one connection can go.
+func NoRateLimits(c *gateway.Config) {
+	NoInviteLimit(c)
+	c.MessageRate, c.MessageBurst = 1e6, 1e6
+}
+
 // Mesh is a running mesh.
 type Mesh struct {
 	t        testing.TB
