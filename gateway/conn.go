@@ -134,6 +134,9 @@ func (c *conn) run() {
 	} else if welcome = c.start(); welcome == nil {
 		return
 	}
+	// Counted before the welcome: a client that has its welcome is counted.
+	c.s.metrics.connections.Inc()
+	defer c.s.metrics.connections.Dec()
 	if err := c.write(welcome); err != nil {
 		if resuming {
 			c.unrotate()
@@ -145,8 +148,6 @@ func (c *conn) run() {
 		c.s.left(c)
 		return
 	}
-	c.s.metrics.connections.Inc()
-	defer c.s.metrics.connections.Dec()
 
 	g, ctx := errgroup.WithContext(c.ctx)
 	g.Go(func() error { return c.writeLoop(ctx) })
