@@ -254,7 +254,11 @@ func (r *Router) invite(ctx context.Context, req *messages.Request) (messages.Re
 				return messages.Reply{}, err
 			}
 		}
-		reply, done, err := r.commit(ctx, c, Decide(c, ev), rev)
+		out := Decide(c, ev)
+		reply, done, err := r.commit(ctx, c, out, rev)
+		if done && err == nil && rings(out) {
+			r.ringAgain(c.ID)
+		}
 		if done || err != nil {
 			return reply, err
 		}
