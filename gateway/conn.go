@@ -93,11 +93,13 @@ type callView struct {
 	peer     string   // the other party's user id
 	peerConn string   // the other party's connection, once accepted
 	sent     sentRing // the signals relayed to the peer, for a replay
-	// sentSeq numbers the signals relayed (sentAt: the last); recvSeq is
-	// the last signal seen from the peer's socket recvSrc (replay.go).
+	// sentSeq numbers the signals relayed (sentAt: the last). From the
+	// peer's socket recvSrc, every signal up to recvSeq has been seen, and
+	// recvMax is the highest number heard of (replay.go).
 	sentSeq uint64
 	sentAt  time.Time
 	recvSeq uint64
+	recvMax uint64
 	recvSrc string
 }
 

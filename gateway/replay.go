@@ -102,11 +102,11 @@ func (c *conn) control(ctl *messages.Control) {
 			c.mu.Unlock()
 			return
 		}
-		behind := ctl.Seq > v.recvSeq || ctl.Src != v.recvSrc && ctl.Seq > 0
-		if behind {
-			v.recvSrc, v.recvSeq = ctl.Src, ctl.Seq // the replay brings the rest
+		if ctl.Src != v.recvSrc {
+			v.recvSrc, v.recvSeq, v.recvMax = ctl.Src, 0, 0
 		}
-		c.repairIf(behind, peerRef{ctl.Call, v.peer, v.peerConn})
+		v.recvMax = max(v.recvMax, ctl.Seq)
+		c.repairIf(ctl.Seq > v.recvSeq, peerRef{ctl.Call, v.peer, v.peerConn})
 	}
 }
 
@@ -120,11 +120,13 @@ func (c *conn) track(d *messages.Delivery) {
 		return
 	}
 	if d.Src != v.recvSrc { // the peer's socket changed (it resumed): numbers restart
-		v.recvSrc, v.recvSeq = d.Src, 0
+		v.recvSrc, v.recvSeq, v.recvMax = d.Src, 0, 0
 	}
-	gap := d.Seq > v.recvSeq+1
-	v.recvSeq = max(v.recvSeq, d.Seq)
-	c.repairIf(gap, peerRef{d.Env.Call, v.peer, v.peerConn})
+	v.recvMax = max(v.recvMax, d.Seq)
+	if d.Seq == v.recvSeq+1 {
+		v.recvSeq++
+	}
+	c.repairIf(d.Seq > v.recvSeq+1, peerRef{d.Env.Call, v.peer, v.peerConn})
 }
 
 // repairIf starts a resync of one call if need and no socket is away or
@@ -160,7 +162,10 @@ var controlEnv = messages.Envelope{Type: "control"}
 // waits until each has sent them. An ask is repeated every replayRetry, up
 // to twice RouterAttempt in all: after a NATS reconnect, this gateway's
 // subscriptions reach the other nodes of a cluster a little later, and a
-// replay sent before that is lost. c must be holding.
+// replay sent before that is lost. A call whose replay came counts as
+// caught up with what was heard of (what the sender no longer keeps is lost
+// for good); one whose replay did not come is repaired again on its next
+// gap or tail. c must be holding.
 func (c *conn) askReplays(peers []peerRef) {
 	if len(peers) == 0 {
 		return
@@ -196,11 +201,17 @@ func (c *conn) askReplays(peers []peerRef) {
 	}
 	if len(waits) > 0 {
 		c.s.log.Info("replay: no answer", "conn", c.id, "calls", len(waits))
-		c.mu.Lock()
-		for p := range waits {
-			delete(c.replays, p.call)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, p := range peers {
+		if w, missed := waits[p]; missed {
+			if c.replays[p.call] == w {
+				delete(c.replays, p.call)
+			}
+		} else if v := c.calls[p.call]; v != nil {
+			v.recvSeq = max(v.recvSeq, v.recvMax)
 		}
-		c.mu.Unlock()
 	}
 }
 
