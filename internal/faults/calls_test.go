@@ -126,13 +126,18 @@ func markRecovered(pairs []*pair) {
 	}
 }
 
-// settle waits until every acknowledged signal of the pairs has arrived,
-// or the bound passes, so that in-flight signals are not counted lost.
+// settle waits until every signal of the pairs has been acknowledged and
+// every acknowledged one has arrived, or the bound passes, so that
+// in-flight signals are not counted lost (nor missed: an ack arriving after
+// the check would make its signal owed).
 func settle(pairs []*pair, d time.Duration) {
 	deadline := time.Now().Add(d)
 	for time.Now().Before(deadline) {
 		done := true
 		for _, p := range pairs {
+			if p.a.unacked() > 0 || p.b.unacked() > 0 {
+				done = false // a signal's ack is on its way: the signal may be too
+			}
 			if l, _ := p.b.lostFrom(p.a, p.call); l > 0 {
 				done = false
 			}

@@ -148,6 +148,7 @@ func (c *client) read(ws *websocket.Conn, gen int) {
 			c.closes[gen] = err
 			if c.gen == gen {
 				c.ws = nil
+				clear(c.pending) // written to a dead connection: not owed, no ack coming
 			}
 			c.changed()
 			c.mu.Unlock()
@@ -369,6 +370,7 @@ func (c *client) drop() {
 	c.mu.Lock()
 	ws := c.ws
 	c.ws = nil
+	clear(c.pending)
 	c.mu.Unlock()
 	if ws != nil {
 		ws.CloseNow()
@@ -399,6 +401,14 @@ func (c *client) generation() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.gen
+}
+
+// unacked is how many signals c wrote that are neither acknowledged nor
+// refused yet.
+func (c *client) unacked() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.pending)
 }
 
 // received is how many signals of call have arrived.
