@@ -148,9 +148,19 @@ func (r *Registry) Unregister(ctx context.Context, user, conn string, at Conn) (
 	return gone && err == nil, err
 }
 
-// Conns returns user's connections, by connection id.
+// Evicted is the Holder of a connection a router is evicting: no socket
+// holds it and no resume secret opens it (it is gone but for the cleanup).
+const Evicted = "evicted"
+
+// Conns returns user's connections, by connection id, but those being
+// evicted.
 func (r *Registry) Conns(ctx context.Context, user string) (map[string]Conn, error) {
 	rec, _, err := r.get(ctx, user)
+	for id, c := range rec.Conns {
+		if c.Holder == Evicted {
+			delete(rec.Conns, id)
+		}
+	}
 	return rec.Conns, err
 }
 

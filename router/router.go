@@ -409,13 +409,14 @@ func (r *Router) expire(ctx context.Context, id string) {
 // evict ends a dead gateway's connection, unless its session resumed on
 // another gateway. First presence marks it as evicted, in the same
 // compare-and-set that a resume would need (so a resume can no longer take
-// it, and a resumed one is left alone); then its calls end as for a drop;
+// it, a resumed one is left alone, and from then on it counts as gone, see
+// presence.Evicted); then its calls end as for a drop;
 // then it leaves presence. A router that dies in between leaves it marked
 // but in presence, so every monitor evicts it again, at the latest on its
 // next resync, and the repeat tells the other party.
 func (r *Router) evict(ctx context.Context, user, conn, gateway string) {
 	at := presence.Conn{Gateway: gateway}
-	_, held, err := r.presence.Takeover(ctx, user, conn, at, presence.Conn{Gateway: gateway, Holder: evictedHolder})
+	_, held, err := r.presence.Takeover(ctx, user, conn, at, presence.Conn{Gateway: gateway, Holder: presence.Evicted})
 	if err != nil || !held {
 		if err != nil {
 			r.log.Warn("evict", "conn", conn, "err", err)
@@ -426,14 +427,10 @@ func (r *Router) evict(ctx context.Context, user, conn, gateway string) {
 		r.log.Warn("evict leave", "conn", conn, "err", err)
 		return
 	}
-	if _, err := r.presence.Unregister(ctx, user, conn, presence.Conn{Gateway: gateway, Holder: evictedHolder}); err != nil {
+	if _, err := r.presence.Unregister(ctx, user, conn, presence.Conn{Gateway: gateway, Holder: presence.Evicted}); err != nil {
 		r.log.Warn("evict", "conn", conn, "err", err)
 	}
 }
-
-// evictedHolder marks in presence a connection being evicted: no socket
-// holds it and no resume secret opens it.
-const evictedHolder = "evicted"
 
 // publish sends effects on their users' subjects, after the write that
 // decided them, or again for a repeat (repeat.go): across router crashes
