@@ -151,12 +151,14 @@ func (c *conn) replay(ctl *messages.Control) {
 			_ = c.s.nc.Publish(subject, f)
 		}
 	}
-	done := &messages.Delivery{Conn: ctl.Conn, Control: &messages.Control{Op: messages.CtlReplayed, Call: ctl.Call}, Env: controlEnv}
-	_ = c.s.nc.Publish(subject, messages.EncodeDelivery(done))
+	c.s.sendControl(ctl.User, ctl.Conn, messages.Control{Op: messages.CtlReplayed, Call: ctl.Call})
 }
 
-// controlEnv is the envelope of a control delivery; it never reaches a client.
-var controlEnv = messages.Envelope{Type: "control"}
+// sendControl publishes ctl for the gateway holding connection conn of user.
+func (s *Server) sendControl(user, conn string, ctl messages.Control) {
+	d := &messages.Delivery{Conn: conn, Control: &ctl, Env: messages.Envelope{Type: "control"}}
+	_ = s.nc.Publish(s.names.UserSubject(user), messages.EncodeDelivery(d))
+}
 
 // askReplays asks the other party of each call for its signals again and
 // waits until each has sent them. An ask is repeated every replayRetry, up
@@ -183,9 +185,7 @@ func (c *conn) askReplays(peers []peerRef) {
 	deadline := time.Now().Add(2 * c.s.cfg.RouterAttempt)
 	for len(waits) > 0 && time.Now().Before(deadline) {
 		for p := range waits {
-			ask := &messages.Delivery{Conn: p.conn, Env: controlEnv,
-				Control: &messages.Control{Op: messages.CtlReplay, Call: p.call, User: c.user, Conn: c.id}}
-			_ = c.s.nc.Publish(c.s.names.UserSubject(p.user), messages.EncodeDelivery(ask))
+			c.s.sendControl(p.user, p.conn, messages.Control{Op: messages.CtlReplay, Call: p.call, User: c.user, Conn: c.id})
 		}
 		retry := time.NewTimer(replayRetry)
 		for p, w := range waits {
@@ -295,9 +295,7 @@ func (s *Server) onReconnect() {
 		}
 		c.mu.Unlock()
 		for _, p := range peers {
-			ask := &messages.Delivery{Conn: p.conn, Env: controlEnv,
-				Control: &messages.Control{Op: messages.CtlResync, Call: p.call, User: c.user, Conn: c.id}}
-			_ = s.nc.Publish(s.names.UserSubject(p.user), messages.EncodeDelivery(ask))
+			s.sendControl(p.user, p.conn, messages.Control{Op: messages.CtlResync, Call: p.call, User: c.user, Conn: c.id})
 		}
 		if len(peers) > 0 {
 			go c.resync(peers)
@@ -334,8 +332,7 @@ func (c *conn) sendTails(now time.Time) {
 		if v.state != "accepted" || v.sentSeq == 0 || now.Sub(v.sentAt) > tailFor {
 			continue
 		}
-		tail := &messages.Delivery{Conn: v.peerConn, Env: controlEnv, Control: &messages.Control{
-			Op: messages.CtlTail, Call: call, User: c.user, Conn: c.id, Seq: v.sentSeq, Src: c.holder}}
-		_ = c.s.nc.Publish(c.s.names.UserSubject(v.peer), messages.EncodeDelivery(tail))
+		c.s.sendControl(v.peer, v.peerConn, messages.Control{
+			Op: messages.CtlTail, Call: call, User: c.user, Conn: c.id, Seq: v.sentSeq, Src: c.holder})
 	}
 }
