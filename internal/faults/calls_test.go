@@ -82,14 +82,18 @@ func makePairs(t testing.TB, m *mesh, name string, n int, gwA, gwB func(i int) i
 type traffic struct {
 	stop chan struct{}
 	wg   sync.WaitGroup
+	once sync.Once
 }
 
 // signalInterval is the pace of each side of a call: 20 signals/s, well
 // under the per-connection rate limit, like a burst of ICE candidates.
 const signalInterval = 50 * time.Millisecond
 
-func startTraffic(pairs []*pair) *traffic {
+// startTraffic starts the pairs' traffic; it is halted at the end of t at
+// the latest.
+func startTraffic(t testing.TB, pairs []*pair) *traffic {
 	tr := &traffic{stop: make(chan struct{})}
+	t.Cleanup(tr.halt)
 	tr.wg.Add(1)
 	go func() {
 		defer tr.wg.Done()
@@ -113,9 +117,10 @@ func startTraffic(pairs []*pair) *traffic {
 	return tr
 }
 
-// halt stops the traffic and waits for its last write.
+// halt stops the traffic and waits for its last write. Only the first call
+// does anything.
 func (tr *traffic) halt() {
-	close(tr.stop)
+	tr.once.Do(func() { close(tr.stop) })
 	tr.wg.Wait()
 }
 

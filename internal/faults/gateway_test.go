@@ -20,12 +20,7 @@ import (
 func gatewayKillResume(t *testing.T, m *mesh, r *row, n int) {
 	pairs, victims := victimPairs(t, m, "gwkill", n)
 	r.inFlight, r.continuedWant = len(pairs), len(pairs)
-	tr := startTraffic(pairs)
-	defer func() {
-		if tr != nil {
-			tr.halt()
-		}
-	}()
+	tr := startTraffic(t, pairs)
 	time.Sleep(500 * time.Millisecond)
 
 	killed := time.Now()
@@ -60,7 +55,6 @@ func gatewayKillResume(t *testing.T, m *mesh, r *row, n int) {
 	markRecovered(pairs)
 	time.Sleep(time.Second)
 	tr.halt()
-	tr = nil
 	checkContinued(t, r, pairs)
 	hangup(t, r, pairs)
 	probeIdle(t, r, idlePairs(pairs))
@@ -77,12 +71,7 @@ func gatewayKillGone(t *testing.T, m *mesh, r *row, n int) {
 	for _, v := range victims {
 		v.quiet.Store(true)
 	}
-	tr := startTraffic(pairs)
-	defer func() {
-		if tr != nil {
-			tr.halt()
-		}
-	}()
+	tr := startTraffic(t, pairs)
 	time.Sleep(500 * time.Millisecond)
 
 	killed := time.Now()
@@ -110,7 +99,6 @@ func gatewayKillGone(t *testing.T, m *mesh, r *row, n int) {
 	}
 	r.time = "detect " + ms(maxOf(took))
 	tr.halt()
-	tr = nil
 
 	for i, v := range victims {
 		w, err := v.dial(1+i%2, true)
@@ -132,12 +120,7 @@ func gatewayKillGone(t *testing.T, m *mesh, r *row, n int) {
 func gatewayTermDrain(t *testing.T, m *mesh, r *row, n int) {
 	pairs, victims := victimPairs(t, m, "drain", n)
 	r.inFlight, r.continuedWant = len(pairs), len(pairs)
-	tr := startTraffic(pairs)
-	defer func() {
-		if tr != nil {
-			tr.halt()
-		}
-	}()
+	tr := startTraffic(t, pairs)
 	time.Sleep(500 * time.Millisecond)
 
 	termed := time.Now()
@@ -200,7 +183,6 @@ func gatewayTermDrain(t *testing.T, m *mesh, r *row, n int) {
 	markRecovered(pairs)
 	time.Sleep(time.Second)
 	tr.halt()
-	tr = nil
 	checkContinued(t, r, pairs)
 	hangup(t, r, pairs)
 	probeIdle(t, r, idlePairs(pairs))

@@ -24,12 +24,7 @@ func natsKillRestart(t *testing.T, m *mesh, r *row, n int) {
 		newA[i].mustDial(i % 3)
 		newB[i].mustDial((i + 2) % 3)
 	}
-	tr := startTraffic(pairs)
-	defer func() {
-		if tr != nil {
-			tr.halt()
-		}
-	}()
+	tr := startTraffic(t, pairs)
 	time.Sleep(500 * time.Millisecond)
 
 	victim := m.nats.streamLeader("KV_" + messages.DefaultPrefix + "_calls")
@@ -72,11 +67,10 @@ func natsKillRestart(t *testing.T, m *mesh, r *row, n int) {
 	m.nats.restart(victim)
 	all := append(append([]*pair(nil), pairs...), newPairs...)
 	tr.halt()
-	tr = startTraffic(all)
+	tr = startTraffic(t, all)
 	markRecovered(all)
 	time.Sleep(time.Second)
 	tr.halt()
-	tr = nil
 	checkContinued(t, r, pairs)
 	checkNew := &row{}
 	checkContinued(t, checkNew, newPairs)

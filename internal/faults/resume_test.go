@@ -68,12 +68,7 @@ func resumeTo(c *client, gw int, call string) error {
 func clientDropResume(t *testing.T, m *mesh, r *row, n int) {
 	pairs, victims := victimPairs(t, m, "drop", n)
 	r.inFlight, r.continuedWant = len(pairs), len(pairs)
-	tr := startTraffic(pairs)
-	defer func() {
-		if tr != nil {
-			tr.halt()
-		}
-	}()
+	tr := startTraffic(t, pairs)
 	time.Sleep(500 * time.Millisecond)
 
 	for _, v := range victims {
@@ -98,7 +93,6 @@ func clientDropResume(t *testing.T, m *mesh, r *row, n int) {
 	markRecovered(pairs)
 	time.Sleep(time.Second)
 	tr.halt()
-	tr = nil
 	checkContinued(t, r, pairs)
 	hangup(t, r, pairs)
 	probeIdle(t, r, idlePairs(pairs))
