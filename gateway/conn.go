@@ -292,22 +292,24 @@ func (c *conn) write(frame []byte) error {
 }
 
 // deliver updates the connection's view of its calls and queues frame (the
-// encoding of env; id is its delivery id). Repeats are dropped: the same
-// call rung twice (by attach and by the invite), and a second accepted or
-// ended for a call (effects are at least once across router crashes).
-func (c *conn) deliver(id string, env *messages.Envelope, frame []byte, bind *messages.Binding) {
+// encoding of env; id is its delivery id). Repeats are dropped: a delivery
+// tried again (same id), the same call rung twice (by attach and by the
+// invite), and a second accepted or ended for a call (effects are at least
+// once across router crashes). It reports false when the session has moved
+// on (handed over or ended), so the frame is not this socket's to deliver.
+func (c *conn) deliver(id string, env *messages.Envelope, frame []byte, bind *messages.Binding) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.holding {
-		c.hold(outFrame{id, frame}, env, bind)
-		return
+		return c.hold(outFrame{id, frame}, env, bind)
 	}
 	if id != "" && c.sentIDs.has(id) {
-		return // a replay of what this socket has (replay.go)
+		return true // a replay of what this socket has (replay.go), or a retry
 	}
 	if c.apply(id, env, bind) {
 		c.enqueueLocked(outFrame{id, frame})
 	}
+	return true
 }
 
 // apply updates the call views for env (delivery id, "" for a router's

@@ -49,6 +49,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	closing.Wait()
 	s.cancel()
 	_ = s.handover.Unsubscribe()
+	_ = s.inbound.Unsubscribe()
 	err := s.hb.Retire(ctx)
 	s.mu.Lock()
 	for subject, u := range s.users {

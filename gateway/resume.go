@@ -2,9 +2,12 @@ package gateway
 
 import (
 	"encoding/json"
+	"errors"
+	"time"
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/callmesh/callmesh/internal/courier"
 	"github.com/callmesh/callmesh/messages"
 	"github.com/callmesh/callmesh/presence"
 )
@@ -95,21 +98,42 @@ func (c *conn) takeOver(from presence.Conn) ([]byte, bool) {
 	return c.welcome(true, infos), true
 }
 
-// askHandover asks the gateway that held the session for what it kept. A
-// gateway that has died answers nothing: what it held is lost.
+// handoverPatience is how long a resume keeps asking a gateway that has no
+// subscriber for its handover. A gateway subscribes at its start, so none
+// means it has died (the common case, which this delay slows down) or that
+// a NATS route is being rebuilt right now (rare and brief).
+const handoverPatience = 250 * time.Millisecond
+
+// askHandover asks the gateway that held the session for what it kept,
+// trying again on no responders (for handoverPatience) and once after a
+// timeout. A gateway that has died answers nothing: what it held is lost,
+// but welcome's calls say where each call stands, and the peers' gateways
+// replay the signals.
 func (s *Server) askHandover(c *conn, gateway string) []messages.HeldFrame {
 	data := mustJSON(messages.Handover{User: c.user, Conn: c.id})
-	msg, err := s.nc.Request(s.names.GatewaySubject(gateway), data, s.cfg.RouterAttempt)
-	if err != nil {
+	start := time.Now()
+	timeouts := 0
+	for try := 1; ; try++ {
+		msg, err := s.nc.Request(s.names.GatewaySubject(gateway), data, s.cfg.RouterAttempt)
+		if err == nil {
+			var reply messages.HandoverReply
+			if err := json.Unmarshal(msg.Data, &reply); err != nil {
+				s.log.Warn("resume: bad handover", "conn", c.id, "err", err)
+				return nil
+			}
+			return reply.Frames
+		}
+		switch {
+		case errors.Is(err, nats.ErrNoResponders) && time.Since(start) < handoverPatience:
+			time.Sleep(courier.Backoff(try))
+			continue
+		case errors.Is(err, nats.ErrTimeout) && timeouts == 0:
+			timeouts++
+			continue
+		}
 		s.log.Info("resume: no handover", "conn", c.id, "from", gateway, "err", err)
 		return nil
 	}
-	var reply messages.HandoverReply
-	if err := json.Unmarshal(msg.Data, &reply); err != nil {
-		s.log.Warn("resume: bad handover", "conn", c.id, "err", err)
-		return nil
-	}
-	return reply.Frames
 }
 
 // prependHeld puts the handed-over frames before what c holds, dropping

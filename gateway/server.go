@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -58,6 +59,7 @@ type Server struct {
 	conns    map[*conn]struct{}   // sockets, open or holding a session in grace; guarded by mu
 	draining bool                 // guarded by mu
 	handover *nats.Subscription   // answers resumes of sessions held here
+	inbound  *nats.Subscription   // the routers' deliveries to this gateway
 }
 
 // userSubs is the NATS subscription of one user and the user's connections
@@ -110,6 +112,11 @@ func New(ctx context.Context, cfg Config, nc *nats.Conn) (*Server, error) {
 		}
 		go s.onReconnect()
 	})
+	// Before the heartbeat: presence names no connection here until the
+	// routers' deliveries to this gateway have a subscriber.
+	if s.inbound, err = nc.ChanSubscribe(names.DeliverSubject(s.id), s.deliveries); err != nil {
+		return nil, fmt.Errorf("gateway: subscribe deliveries: %w", err)
+	}
 	err = kvutil.Retry(ctx, s.log, "create heartbeat", func(ctx context.Context) (err error) {
 		s.hb, err = reg.StartHeartbeat(ctx, s.id, cfg.Heartbeat, cfg.HeartbeatTTL, s.log)
 		return err
@@ -227,9 +234,9 @@ func (s *Server) unsubscribe(c *conn) {
 	}
 }
 
-// dispatch delivers what arrives on the users' subjects to their local
-// connections. One goroutine keeps each user's deliveries in order; it never
-// blocks on a client (enqueue does not block).
+// dispatch delivers what arrives on the users' subjects and from the
+// routers to their local connections. One goroutine keeps each user's
+// deliveries in order; it never blocks on a client (enqueue does not block).
 func (s *Server) dispatch() {
 	var targets []*conn
 	for {
@@ -244,6 +251,11 @@ func (s *Server) dispatch() {
 			s.log.Warn("undecodable delivery", "err", err)
 			continue
 		}
+		if m.Sub == s.inbound {
+			s.receive(m, d, frame)
+			continue
+		}
+		d.Bind = nil // bindings come from routers only
 		targets = targets[:0]
 		s.mu.Lock()
 		if u := s.users[m.Subject]; u != nil {
@@ -264,8 +276,40 @@ func (s *Server) dispatch() {
 			if d.Seq > 0 {
 				c.track(d) // before deliver: a gap holds this frame too
 			}
-			c.deliver(d.ID, &d.Env, frame, d.Bind)
+			c.deliver(d.ID, &d.Env, frame, nil)
 		}
+	}
+}
+
+// receive delivers a router's delivery to the connections it names and
+// answers with a receipt naming those that are not here (any more), so
+// the router looks for them again. A repeat (same id) is dropped by the
+// connection.
+func (s *Server) receive(m *nats.Msg, d *messages.Delivery, frame []byte) {
+	var targets []*conn
+	s.mu.Lock()
+	if u := s.users[s.names.UserSubject(d.User)]; u != nil {
+		for c := range u.conns { // two sockets share an id while one resumes it
+			if slices.Contains(d.Conns, c.id) {
+				targets = append(targets, c)
+			}
+		}
+	}
+	s.mu.Unlock()
+	held := make(map[string]bool, len(d.Conns))
+	for _, c := range targets {
+		if c.deliver(d.ID, &d.Env, frame, d.Bind) {
+			held[c.id] = true
+		}
+	}
+	var missing []string
+	for _, id := range d.Conns {
+		if !held[id] {
+			missing = append(missing, id)
+		}
+	}
+	if err := m.Respond(mustJSON(messages.Receipt{Missing: missing})); err != nil {
+		s.log.Warn("receipt", "err", err)
 	}
 }
 

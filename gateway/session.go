@@ -24,10 +24,12 @@ type heldFrame struct {
 	bind *messages.Binding
 }
 
-// hold keeps f for the socket that will serve the session. Guarded by mu.
-func (c *conn) hold(f outFrame, env *messages.Envelope, bind *messages.Binding) {
+// hold keeps f for the socket that will serve the session, and reports
+// false if the session has moved on (or lost frames already). Guarded by
+// mu.
+func (c *conn) hold(f outFrame, env *messages.Envelope, bind *messages.Binding) bool {
 	if c.taken || c.overflow {
-		return
+		return false
 	}
 	if len(c.held) >= heldMaxFrames || c.heldBytes+len(f.frame) > heldMaxBytes {
 		c.overflow = true
@@ -36,10 +38,11 @@ func (c *conn) hold(f outFrame, env *messages.Envelope, bind *messages.Binding) 
 			c.closeWith(messages.CloseTooSlow, "too much held while resuming")
 			c.s.finish(c)
 		}()
-		return
+		return false
 	}
 	c.held = append(c.held, heldFrame{f, env, bind})
 	c.heldBytes += len(f.frame)
+	return true
 }
 
 // startHolding diverts frames from the socket to held, keeping first the

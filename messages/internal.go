@@ -64,21 +64,29 @@ type Binding struct {
 	PeerConn string `json:"peer_conn"`
 }
 
-// Delivery is published on a user's subject and delivered by whichever
-// gateways hold that user's connections. On the wire (EncodeDelivery) it is
-// a JSON header with the routing fields, a newline, and then the client
-// frame exactly as the receiving gateway sends it on, so data stays byte
-// for byte what the sender wrote.
+// Delivery is a frame for a user's connections. Gateways publish signals
+// and controls on the user's subject, delivered by whichever gateways hold
+// that user's connections. Routers post their effects to the subject of
+// each gateway holding a target connection (DeliverSubject), naming User
+// and the Conns, and retry until the gateway answers with a Receipt. On
+// the wire (EncodeDelivery) it is a JSON header with the routing fields, a
+// newline, and then the client frame exactly as the receiving gateway sends
+// it on, so data stays byte for byte what the sender wrote.
 type Delivery struct {
 	// ID is unique per publish (EncodeDelivery sets it). A session that
 	// resumes on another gateway receives what both gateways held, and the
 	// ID drops what both received.
 	ID string `json:"n,omitempty"`
+	// User and Conns address a router's delivery: these connections of
+	// User held by the receiving gateway.
+	User  string   `json:"user,omitempty"`
+	Conns []string `json:"conns,omitempty"`
 	// Conn, when set, limits delivery to that connection of the user.
 	Conn string `json:"conn,omitempty"`
 	// Except, when set, skips that connection of the user.
 	Except string `json:"except,omitempty"`
-	// Bind, when set, binds the receiving connection to its peer.
+	// Bind, when set, binds the receiving connection to its peer. Gateways
+	// apply it only from a router's delivery (DeliverSubject).
 	Bind *Binding `json:"bind,omitempty"`
 	// Control, when set, is for the receiving gateway, not its client.
 	Control *Control `json:"ctl,omitempty"`
@@ -87,6 +95,13 @@ type Delivery struct {
 	Seq uint64   `json:"seq,omitempty"`
 	Src string   `json:"src,omitempty"`
 	Env Envelope `json:"-"`
+}
+
+// Receipt answers a router's delivery: the gateway has queued or held the
+// frame for every connection in Conns but those in Missing, which it does
+// not hold (any more). The router then looks them up in presence again.
+type Receipt struct {
+	Missing []string `json:"missing,omitempty"`
 }
 
 // Control operations between the gateways of a call's two connections,

@@ -74,6 +74,11 @@ func (n Names) RouterSubject() string { return n.prefix + ".router" }
 // Gateway ids are NewID values (base64url), safe as one subject token.
 func (n Names) GatewaySubject(gateway string) string { return n.prefix + ".gw." + gateway }
 
+// DeliverSubject is where routers post their deliveries for the
+// connections gateway holds. The gateway subscribes once, at its start,
+// before presence can name it as any connection's holder.
+func (n Names) DeliverSubject(gateway string) string { return n.prefix + ".deliver." + gateway }
+
 // RouterQueue is the queue group of the routers.
 func (n Names) RouterQueue() string { return n.prefix + "-routers" }
 

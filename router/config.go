@@ -19,6 +19,10 @@ type Config struct {
 	// ResumeGrace is how long a dead gateway's connections may resume
 	// elsewhere before their calls end with disconnected.
 	ResumeGrace time.Duration
+	// PresenceTTL is how long a silent gateway still counts as alive. With
+	// ResumeGrace it bounds how long a delivery to a connection presence
+	// lists is tried again.
+	PresenceTTL time.Duration
 	// EndedRetention keeps ended calls so a retried request gets the same
 	// answer; whole seconds.
 	EndedRetention time.Duration
@@ -36,12 +40,13 @@ type Config struct {
 }
 
 // DefaultConfig returns the defaults: 30 s ring timeout, 10 s resume grace,
-// 60 s ended retention, 30 s resync, 64 workers, 1 replica.
+// 3 s presence TTL, 60 s ended retention, 30 s resync, 64 workers, 1 replica.
 func DefaultConfig() Config {
 	return Config{
 		Prefix:         messages.DefaultPrefix,
 		RingTimeout:    30 * time.Second,
 		ResumeGrace:    10 * time.Second,
+		PresenceTTL:    3 * time.Second,
 		EndedRetention: time.Minute,
 		Resync:         30 * time.Second,
 		Workers:        64,
@@ -57,6 +62,9 @@ func (c *Config) Validate() error {
 	}
 	if c.ResumeGrace < 0 {
 		errs = append(errs, errors.New("resume grace must not be negative"))
+	}
+	if c.PresenceTTL <= 0 {
+		errs = append(errs, errors.New("presence TTL must be positive"))
 	}
 	if c.EndedRetention < time.Second {
 		errs = append(errs, errors.New("ended retention must be at least 1s"))

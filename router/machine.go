@@ -41,14 +41,14 @@ type Event struct {
 	Now          time.Time
 }
 
-// Effect is one delivery to publish on User's subject.
+// Effect is one delivery for User's connections (deliver.go).
 type Effect struct {
 	User     string
 	Delivery messages.Delivery
 }
 
 // Outcome is what Decide concludes: the next record (nil when unchanged),
-// the deliveries to publish once that record is stored, and the reply to the
+// the deliveries to send once that record is stored, and the reply to the
 // requesting gateway.
 type Outcome struct {
 	Next    *Call

@@ -8,6 +8,8 @@ type metrics struct {
 	ended    *prometheus.CounterVec   // reason
 	retries  prometheus.Counter
 	repeats  prometheus.Counter
+	retried  *prometheus.CounterVec // type: deliveries tried again
+	givenUp  *prometheus.CounterVec // type: deliveries that ran out of time
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -28,9 +30,15 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		repeats: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "callmesh_router_repeats_total", Help: "Events the stored call already reflected, whose effects were published again.",
 		}),
+		retried: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "callmesh_router_deliveries_retried_total", Help: "Deliveries tried again for lack of a gateway's receipt, by message type.",
+		}, []string{"type"}),
+		givenUp: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "callmesh_router_deliveries_given_up_total", Help: "Deliveries still without a receipt when their time ran out, by message type.",
+		}, []string{"type"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.requests, m.latency, m.ended, m.retries, m.repeats)
+		reg.MustRegister(m.requests, m.latency, m.ended, m.retries, m.repeats, m.retried, m.givenUp)
 	}
 	return m
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/callmesh/callmesh/internal/courier"
 	"github.com/callmesh/callmesh/internal/kvutil"
 	"github.com/callmesh/callmesh/messages"
 	"github.com/callmesh/callmesh/presence"
@@ -40,6 +41,7 @@ type Router struct {
 	store    *Store
 	presence *presence.Registry
 	timers   *ringTimers
+	deliver  *deliverer
 
 	cancel   context.CancelFunc // stops the watchers and timers
 	sub      *nats.Subscription
@@ -84,8 +86,17 @@ func (r *Router) Start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	post, err := courier.New(r.nc)
+	if err != nil {
+		return fmt.Errorf("router: courier: %w", err)
+	}
 	bg, cancel := context.WithCancel(context.Background())
 	r.cancel = cancel
+	r.deliver = &deliverer{
+		courier: post, names: r.names, presence: r.presence, bound: r.cfg.PresenceTTL + r.cfg.ResumeGrace,
+		log: r.log, metrics: r.metrics,
+	}
+	r.deliver.ctx, r.deliver.cancel = context.WithCancel(bg)
 	r.timers = newRingTimers(func(id string) { r.expire(bg, id) })
 	monitor := presence.NewMonitor(r.presence, r.cfg.ResumeGrace, r.cfg.Resync, r.evict, r.log)
 	r.goRun(func() { r.timers.run(bg, r.store.KV(), r.cfg.Resync, r.log) })
@@ -136,9 +147,9 @@ func (r *Router) goRun(f func()) {
 	go func() { defer r.wg.Done(); f() }()
 }
 
-// Shutdown stops taking requests, finishes the ones it has taken, then
-// stops the watchers and timers (other routers fire those). It may be called
-// more than once.
+// Shutdown stops taking requests, finishes the ones it has taken and the
+// deliveries they made (until ctx ends), then stops the watchers and timers
+// (other routers fire those). It may be called more than once.
 func (r *Router) Shutdown(ctx context.Context) error {
 	r.stopping.Store(true)
 	if r.sub != nil {
@@ -150,6 +161,9 @@ func (r *Router) Shutdown(ctx context.Context) error {
 			if r.stopWork != nil {
 				close(r.stopWork)
 				r.workers.Wait()
+			}
+			if r.deliver != nil {
+				r.deliver.wait(ctx)
 			}
 			if r.cancel != nil {
 				r.cancel()
@@ -256,9 +270,6 @@ func (r *Router) invite(ctx context.Context, req *messages.Request) (messages.Re
 		}
 		out := Decide(c, ev)
 		reply, done, err := r.commit(ctx, c, out, rev)
-		if done && err == nil && rings(out) {
-			r.ringAgain(c.ID)
-		}
 		if done || err != nil {
 			return reply, err
 		}
@@ -334,7 +345,7 @@ func (r *Router) commit(ctx context.Context, c *Call, out Outcome, rev uint64) (
 	if out.Repeat {
 		r.metrics.repeats.Inc()
 	}
-	r.publish(out.Effects)
+	r.deliver.send(ctx, out.Effects)
 	switch {
 	case out.Next != nil:
 		r.release(ctx, out.Next)
@@ -429,17 +440,5 @@ func (r *Router) evict(ctx context.Context, user, conn, gateway string) {
 	}
 	if _, err := r.presence.Unregister(ctx, user, conn, presence.Conn{Gateway: gateway, Holder: presence.Evicted}); err != nil {
 		r.log.Warn("evict", "conn", conn, "err", err)
-	}
-}
-
-// publish sends effects on their users' subjects, after the write that
-// decided them, or again for a repeat (repeat.go): across router crashes
-// effects are delivered at least once. Core NATS itself is at most once: a
-// gateway that is reconnecting to NATS at that moment misses the delivery.
-func (r *Router) publish(effects []Effect) {
-	for _, e := range effects {
-		if err := r.nc.Publish(r.names.UserSubject(e.User), messages.EncodeDelivery(&e.Delivery)); err != nil {
-			r.log.Warn("publish", "err", err)
-		}
 	}
 }

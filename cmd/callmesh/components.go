@@ -75,6 +75,7 @@ func (c *Config) routerConfig(log *slog.Logger, metrics prometheus.Registerer) r
 		Prefix:         c.NATS.Prefix,
 		RingTimeout:    c.Call.RingTimeout,
 		ResumeGrace:    c.Call.ResumeGrace,
+		PresenceTTL:    c.Presence.TTL,
 		EndedRetention: c.Call.EndedRetention,
 		Resync:         c.Presence.Resync,
 		Workers:        c.Router.Workers,

@@ -127,6 +127,7 @@ func (m *Mesh) AddRouter() *router.Router {
 	cfg := router.DefaultConfig()
 	cfg.RingTimeout = m.opts.RingTimeout
 	cfg.ResumeGrace = m.opts.ResumeGrace
+	cfg.PresenceTTL = time.Second // the gateways' HeartbeatTTL
 	cfg.Resync = 2 * time.Second
 	cfg.Logger = quietLogger()
 	cfg.Metrics = prometheus.WrapRegistererWith(prometheus.Labels{"router": strconv.Itoa(len(m.Routers))}, m.metrics)

@@ -344,6 +344,11 @@ func TestNATSPermissionsGateway(t *testing.T) {
 		t.Fatal(err)
 	}
 	errs.waitViolation(t, "$KV.callmesh_calls."+busy)
+	// So is a forged router delivery (a binding, an ended) to any gateway.
+	if err := gnc.Publish("callmesh.deliver.somegateway", []byte("forged")); err != nil {
+		t.Fatal(err)
+	}
+	errs.waitViolation(t, "callmesh.deliver.somegateway")
 
 	// The lock is untouched and no other key appeared.
 	if e, err := calls.Get(ctx, busy); err != nil || string(e.Value()) != "the-real-call" || e.Revision() != 1 {
@@ -398,6 +403,7 @@ func TestNATSPermissionsRouter(t *testing.T) {
 
 	for _, s := range []struct{ subject, queue string }{
 		{names.UserSubject("bob"), ""},
+		{"callmesh.deliver.*", ""},
 		{"callmesh.user.*", ""},
 		{"callmesh.>", ""},
 		{names.RouterSubject(), ""}, // a plain subscription would get every request
@@ -417,8 +423,9 @@ func TestNATSPermissionsRouter(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// Publishes outside its role: heartbeats, requests, anyone's inbox.
-	for _, subject := range []string{"$KV.callmesh_presence.gw.somegateway", names.RouterSubject(), "_INBOX.someone.else"} {
+	// Publishes outside its role: heartbeats, requests, anyone's inbox, the
+	// users' subjects (signal is the gateways').
+	for _, subject := range []string{"$KV.callmesh_presence.gw.somegateway", names.RouterSubject(), "_INBOX.someone.else", names.UserSubject("bob")} {
 		if err := rnc.Publish(subject, []byte("x")); err != nil {
 			t.Fatal(err)
 		}
