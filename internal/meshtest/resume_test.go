@@ -248,6 +248,22 @@ func TestResumeAfterGatewayCrash(t *testing.T) {
 	m.Barrier(bob)
 }
 
+// A call event sent while the gateway holding a session is dead is not
+// lost: the router tries again until the session resumes elsewhere, and
+// delivers it there.
+func TestCallEventsFollowASessionWhoseGatewayDied(t *testing.T) {
+	m := Start(t, Options{ResumeGrace: 2 * time.Second})
+	alice, bob := m.Dial(0, "alice"), m.Dial(1, "bob")
+	call := Establish(alice, bob)
+	m.Gateways[0].Crash()
+	alice.Drop()
+	bob.Do(messages.TypeHangup, call) // to alice's connection on the dead gateway
+	again := m.Resume(1, alice)
+	expectResumed(t, alice, again) // the call is over
+	again.ExpectEnded(call, messages.ReasonHangup)
+	m.Barrier(again)
+}
+
 // A session that would hold more than it may while away ends at once
 // rather than lose frames: the other party hears ended{disconnected} and a
 // resume starts afresh.
