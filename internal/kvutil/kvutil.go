@@ -10,11 +10,13 @@ import (
 )
 
 // IsConflict reports a compare-and-set failure: the key was written since it
-// was read (or exists, for Create).
+// was read (or exists, for Create). A bucket with one replica reports it
+// with error code 10071, a replicated one with 10164.
 func IsConflict(err error) bool {
 	var apiErr *jetstream.APIError
-	return err != nil && (errors.Is(err, jetstream.ErrKeyExists) ||
-		errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence)
+	return err != nil && (errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) ||
+		errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+			apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant))
 }
 
 // Subject is the stream subject behind key in kv. Publishing there with

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"sync"
 	"testing"
 	"time"
 
@@ -112,6 +113,17 @@ func (c *Client) String() string { return fmt.Sprintf("%s/%.6s", c.User, c.Conn)
 func (c *Client) Send(env *messages.Envelope) {
 	c.t.Helper()
 	c.SendRaw(messages.Encode(env))
+}
+
+// Write writes env as one frame and returns the error, for goroutines
+// other than the test's, which must not call Fatal.
+func (c *Client) Write(env *messages.Envelope) error {
+	ctx, cancel := context.WithTimeout(context.Background(), Wait)
+	defer cancel()
+	if err := c.WS.Write(ctx, websocket.MessageText, messages.Encode(env)); err != nil {
+		return fmt.Errorf("%s: write %s: %w", c, env.Type, err)
+	}
+	return nil
 }
 
 // SendRaw writes one text frame as is.
@@ -278,4 +290,109 @@ func Establish(caller, callee *Client) string {
 	callee.Expect(messages.TypeAccepted)
 	caller.Expect(messages.TypeAccepted)
 	return call
+}
+
+// Frame is a frame a Recorder received, with when it arrived.
+type Frame struct {
+	Env *messages.Envelope
+	At  time.Time
+}
+
+// Recorder keeps every frame of a client, for tests that follow many calls
+// at once from several goroutines and check at the end that each delivery
+// came exactly once. Its methods are safe for concurrent use and never
+// fail the test themselves: they return errors.
+type Recorder struct {
+	c      *Client
+	mu     sync.Mutex
+	frames []Frame       // guarded by mu
+	more   chan struct{} // closed and replaced when frames grows or done is set; guarded by mu
+	done   bool          // the connection is closed and every frame recorded; guarded by mu
+}
+
+// Record starts recording every frame c receives from now on (the welcome
+// excepted). Next and the Expect helpers must not be used on c afterwards.
+func (c *Client) Record() *Recorder {
+	r := &Recorder{c: c, more: make(chan struct{})}
+	go func() {
+		for {
+			select {
+			case e := <-c.frames:
+				r.add(e)
+			case <-c.closed: // read has sent its last frame: take what is left
+				for len(c.frames) > 0 {
+					r.add(<-c.frames)
+				}
+				r.mu.Lock()
+				r.done = true
+				close(r.more)
+				r.mu.Unlock()
+				return
+			}
+		}
+	}()
+	return r
+}
+
+func (r *Recorder) add(e *messages.Envelope) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.frames = append(r.frames, Frame{Env: e, At: time.Now()})
+	close(r.more)
+	r.more = make(chan struct{})
+}
+
+// Client is the recorded client.
+func (r *Recorder) Client() *Client { return r.c }
+
+// Await returns the first frame recorded that matches, waiting up to Wait
+// for one to arrive; what names it in the error.
+func (r *Recorder) Await(what string, match func(*messages.Envelope) bool) (Frame, error) {
+	deadline := time.NewTimer(Wait)
+	defer deadline.Stop()
+	for {
+		r.mu.Lock()
+		for _, f := range r.frames {
+			if match(f.Env) {
+				r.mu.Unlock()
+				return f, nil
+			}
+		}
+		more, done := r.more, r.done
+		r.mu.Unlock()
+		if done {
+			return Frame{}, fmt.Errorf("%s: closed (%v) before %s", r.c, r.c.err, what)
+		}
+		select {
+		case <-more:
+		case <-deadline.C:
+			return Frame{}, fmt.Errorf("%s: no %s within %v", r.c, what, Wait)
+		}
+	}
+}
+
+// AwaitClosed waits up to Wait until the server has closed the connection.
+func (r *Recorder) AwaitClosed() error {
+	deadline := time.NewTimer(Wait)
+	defer deadline.Stop()
+	for {
+		r.mu.Lock()
+		more, done := r.more, r.done
+		r.mu.Unlock()
+		if done {
+			return nil
+		}
+		select {
+		case <-more:
+		case <-deadline.C:
+			return fmt.Errorf("%s: still open after %v", r.c, Wait)
+		}
+	}
+}
+
+// Frames returns the frames recorded so far, in order of arrival.
+func (r *Recorder) Frames() []Frame {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]Frame(nil), r.frames...)
 }

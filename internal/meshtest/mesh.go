@@ -1,6 +1,6 @@
 // Package meshtest runs a whole callmesh mesh inside a test: an embedded
-// NATS server with JetStream, gateways on real loopback listeners, routers,
-// and real WebSocket clients. Nothing is mocked.
+// NATS server with JetStream (or a cluster of them), gateways on real
+// loopback listeners, routers, and real WebSocket clients. Nothing is mocked.
 package meshtest
 
 import (
@@ -36,6 +36,12 @@ type Options struct {
 	Routers     int           // default 2
 	RingTimeout time.Duration // default 30s
 	ResumeGrace time.Duration // default 300ms
+	// Cluster, when 2 or more, runs that many NATS nodes as one cluster
+	// instead of a single server. Gateway i then connects to node i%n and
+	// router j to node (j+1)%n, so that with 3 nodes the first router is
+	// on gateway 1's node, the second on gateway 2's, and none on gateway
+	// 0's; the buckets get min(n, 3) replicas.
+	Cluster int
 	// Gateway and Router, when set, adjust each component's config.
 	Gateway func(*gateway.Config)
 	Router  func(*router.Config)
@@ -56,7 +62,8 @@ func NoRateLimits(c *gateway.Config) {
 type Mesh struct {
 	t        testing.TB
 	opts     Options
-	NATS     *server.Server
+	NATS     *server.Server // Nodes[0]
+	Nodes    []*server.Server
 	Gateways []*Gateway
 	Routers  []*router.Router
 	nc       *nats.Conn // the test's own connection
@@ -69,6 +76,9 @@ type Gateway struct {
 	Server *gateway.Server
 	HTTP   *httptest.Server
 	NC     *nats.Conn
+	// Node is the index in Mesh.Nodes of the NATS node NC connected to
+	// first (a reconnect may take it to another).
+	Node int
 	// URL is the WebSocket URL of /ws.
 	URL     string
 	metrics prometheus.Gatherer
@@ -90,7 +100,13 @@ func Start(t testing.TB, opts Options) *Mesh {
 		opts.ResumeGrace = 300 * time.Millisecond
 	}
 	names, _ := messages.NewNames(messages.DefaultPrefix)
-	m := &Mesh{t: t, opts: opts, NATS: natstest.Server(t), names: names, metrics: prometheus.NewRegistry()}
+	m := &Mesh{t: t, opts: opts, names: names, metrics: prometheus.NewRegistry()}
+	if opts.Cluster >= 2 {
+		m.Nodes = natstest.Cluster(t, opts.Cluster)
+	} else {
+		m.Nodes = []*server.Server{natstest.Server(t)}
+	}
+	m.NATS = m.Nodes[0]
 	m.nc = m.Connect("test")
 	for range opts.Routers {
 		m.AddRouter()
@@ -108,10 +124,19 @@ func (m *Mesh) For(t testing.TB) *Mesh {
 	return &sub
 }
 
-// Connect opens a NATS connection to the mesh's server, closed with the test.
+// Connect opens a NATS connection to the mesh's server (the first node of a
+// cluster), closed with the test.
 func (m *Mesh) Connect(name string) *nats.Conn {
 	return natstest.Connect(m.t, m.NATS, name)
 }
+
+// ConnectNode opens a NATS connection to node i%len(Nodes), closed with the test.
+func (m *Mesh) ConnectNode(i int, name string) *nats.Conn {
+	return natstest.Connect(m.t, m.Nodes[i%len(m.Nodes)], name)
+}
+
+// RouterNode is the index in Nodes of the NATS node router j connects to.
+func (m *Mesh) RouterNode(j int) int { return (j + 1) % len(m.Nodes) }
 
 // quietLogger discards logs unless CALLMESH_TEST_LOG is set.
 func quietLogger() *slog.Logger {
@@ -131,10 +156,11 @@ func (m *Mesh) AddRouter() *router.Router {
 	cfg.Resync = 2 * time.Second
 	cfg.Logger = quietLogger()
 	cfg.Metrics = prometheus.WrapRegistererWith(prometheus.Labels{"router": strconv.Itoa(len(m.Routers))}, m.metrics)
+	cfg.Replicas = min(len(m.Nodes), 3)
 	if m.opts.Router != nil {
 		m.opts.Router(&cfg)
 	}
-	r, err := router.New(cfg, m.Connect("router"))
+	r, err := router.New(cfg, m.ConnectNode(m.RouterNode(len(m.Routers)), "router"))
 	if err != nil {
 		m.t.Fatal(err)
 	}
@@ -170,14 +196,15 @@ func (m *Mesh) GatewayConfig() gateway.Config {
 // AddGateway starts one more gateway on a loopback listener.
 func (m *Mesh) AddGateway() *Gateway {
 	m.t.Helper()
-	nc := m.Connect("gateway")
+	node := len(m.Gateways) % len(m.Nodes)
+	nc := m.ConnectNode(node, "gateway")
 	cfg := m.GatewayConfig()
 	gw, err := gateway.New(context.Background(), cfg, nc)
 	if err != nil {
 		m.t.Fatal(err)
 	}
 	hs := httptest.NewServer(gw.Handler())
-	g := &Gateway{Server: gw, HTTP: hs, NC: nc, URL: "ws" + strings.TrimPrefix(hs.URL, "http") + "/ws"}
+	g := &Gateway{Server: gw, HTTP: hs, NC: nc, Node: node, URL: "ws" + strings.TrimPrefix(hs.URL, "http") + "/ws"}
 	g.metrics, _ = cfg.Metrics.(prometheus.Gatherer)
 	var once sync.Once
 	m.t.Cleanup(func() { once.Do(func() { g.shutdown() }) })
@@ -228,7 +255,9 @@ func (m *Mesh) Token(user string) string {
 // Barrier proves that nothing else is on its way to client c: it publishes a
 // marker on c's user subject after everything the test has observed so far,
 // and waits until c receives it. Any frame that arrives first fails the test.
-// Sound on one NATS server, which keeps the order in which publishes reach it.
+// Sound on one NATS server, which keeps the order in which publishes reach
+// it; not on a cluster, where publishes made on different nodes may overtake
+// each other.
 func (m *Mesh) Barrier(c *Client) {
 	m.t.Helper()
 	id := "barrier-" + messages.NewID()
