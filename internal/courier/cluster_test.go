@@ -1,10 +1,12 @@
 package courier_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"strconv"
 	"sync"
 	"testing"
@@ -13,6 +15,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 
+	"github.com/callmesh/callmesh/internal/courier"
 	"github.com/callmesh/callmesh/internal/natstest"
 )
 
@@ -426,15 +429,18 @@ func (r *rawSub) try(t testing.TB, cl *cluster, subject string) (*nats.Subscript
 	return s, "changing"
 }
 
-// Iterations of each kind.
+// Iterations of each kind, in the raw and courier parts.
 const (
-	newIters = 700 // a brand-new subject, the route steady
-	cutIters = 400 // a brand-new subject, during A–C route cuts (at least)
+	newIters        = 700 // raw: a brand-new subject, the route steady
+	courierNewIters = 600 // the same through the courier (slower)
+	cutIters        = 400 // a brand-new subject, during A–C route cuts (at least)
 )
 
 func TestCluster(t *testing.T) {
 	cl := startCluster(t)
 	t.Run("raw", func(t *testing.T) { testRawLoss(t, cl) })
+	t.Run("courier", func(t *testing.T) { testCourierLosesNothing(t, cl) })
+	t.Run("order", func(t *testing.T) { testPostOrder(t, cl) })
 }
 
 // tally counts the messages of the tries of one kind.
@@ -530,5 +536,175 @@ func testRawLoss(t *testing.T, cl *cluster) {
 	if down.lostNew != down.tries || down.lostEst != down.tries {
 		t.Errorf("of %d publishes made while C had no route to A, %d to a new subject and %d to the established one arrived",
 			down.tries, down.tries-down.lostNew, down.tries-down.lostEst)
+	}
+}
+
+// receiver answers every message it gets and counts them by the id they
+// carry (the data), like a subscriber dropping repeats.
+type receiver struct {
+	mu   sync.Mutex
+	seen map[string]int // guarded by mu
+}
+
+func (rc *receiver) handle(m *nats.Msg) {
+	rc.mu.Lock()
+	rc.seen[string(m.Data)]++
+	rc.mu.Unlock()
+	m.Respond([]byte("ok"))
+}
+
+func (rc *receiver) count(id string) int {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	return rc.seen[id]
+}
+
+// sendResult is one courier.Send of the cluster test.
+type sendResult struct {
+	id    string
+	tries int
+	err   error
+}
+
+// testCourierLosesNothing does what testRawLoss does through the courier:
+// every message is answered, and received at least once.
+func testCourierLosesNothing(t *testing.T, cl *cluster) {
+	subConn := natstest.Connect(t, cl.a, "courier-sub")
+	pubConn := natstest.Connect(t, cl.c, "courier-pub")
+	cr, err := courier.New(pubConn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cr.Close()
+	rc := &receiver{seen: map[string]int{}}
+
+	send := func(i int, kind string) sendResult {
+		id := fmt.Sprintf("%s.%d", kind, i)
+		s, err := subConn.Subscribe("courier."+id, rc.handle)
+		if err != nil {
+			return sendResult{id: id, err: err}
+		}
+		defer s.Unsubscribe()
+		if err := subConn.Flush(); err != nil {
+			return sendResult{id: id, err: err}
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), natstest.Wait)
+		defer cancel()
+		answer, tries, err := cr.Send(ctx, &nats.Msg{Subject: "courier." + id, Data: []byte(id)}, 200*time.Millisecond)
+		if err == nil && string(answer.Data) != "ok" {
+			err = fmt.Errorf("answer %q", answer.Data)
+		}
+		return sendResult{id: id, tries: tries, err: err}
+	}
+
+	check := func(what string, results []sendResult, took time.Duration) {
+		t.Helper()
+		retried, maxTries, repeats := 0, 0, 0
+		for _, r := range results {
+			if r.err != nil {
+				t.Errorf("%s: send %s: %v", what, r.id, r.err)
+				continue
+			}
+			if n := rc.count(r.id); n == 0 {
+				t.Errorf("%s: %s answered but not received", what, r.id)
+			} else {
+				repeats += n - 1
+			}
+			if r.tries > 1 {
+				retried++
+			}
+			maxTries = max(maxTries, r.tries)
+		}
+		t.Logf("%s: %d sent, %d retried, at most %d tries, %d repeats received (%v)",
+			what, len(results), retried, maxTries, repeats, took.Round(time.Millisecond))
+	}
+
+	// The courier's inbox interest reaches A asynchronously too: the first
+	// answers may be lost (and tried again), so settle it first.
+	if r := send(0, "warm"); r.err != nil {
+		t.Fatal(r.err)
+	}
+
+	start := time.Now()
+	var results []sendResult
+	for i := range courierNewIters {
+		results = append(results, send(i, "new"))
+	}
+	check("courier, brand-new subject, route steady", results, time.Since(start))
+
+	start = time.Now()
+	results = nil
+	var mu sync.Mutex
+	n := 0
+	var windows []time.Duration
+	for n < cutIters {
+		var wg sync.WaitGroup
+		windows = append(windows, cl.cutWindow(t, func() {
+			i := n
+			n++
+			wg.Go(func() {
+				r := send(i, "cut")
+				mu.Lock()
+				results = append(results, r)
+				mu.Unlock()
+			})
+		}))
+		wg.Wait()
+		cl.waitMesh(t)
+	}
+	check(fmt.Sprintf("courier, brand-new subject, A–C route cut %d times (down %v)", len(windows), roundAll(windows)), results, time.Since(start))
+}
+
+// testPostOrder posts several messages in a row to one subscriber and
+// checks that they arrive in the order posted.
+func testPostOrder(t *testing.T, cl *cluster) {
+	subConn := natstest.Connect(t, cl.a, "order-sub")
+	pubConn := natstest.Connect(t, cl.c, "order-pub")
+	cr, err := courier.New(pubConn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cr.Close()
+
+	var mu sync.Mutex
+	var got []string // guarded by mu
+	if _, err := subConn.Subscribe("order", func(m *nats.Msg) {
+		mu.Lock()
+		got = append(got, string(m.Data))
+		mu.Unlock()
+		m.Respond(nil)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := subConn.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), natstest.Wait)
+	defer cancel()
+	// Establish the subscription's interest on C (and the inbox's on A).
+	if _, _, err := cr.Send(ctx, &nats.Msg{Subject: "order", Data: []byte("warm")}, 200*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+
+	var want []string
+	var tickets []*courier.Ticket
+	for i := range 100 {
+		want = append(want, strconv.Itoa(i))
+		tk, err := cr.Post(&nats.Msg{Subject: "order", Data: []byte(want[i])})
+		if err != nil {
+			t.Fatal(err)
+		}
+		tickets = append(tickets, tk)
+	}
+	for i, tk := range tickets {
+		if _, err := tk.Wait(ctx, natstest.Wait); err != nil {
+			t.Fatalf("post %d: %v", i, err)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	got = slices.DeleteFunc(got, func(s string) bool { return s == "warm" })
+	if !slices.Equal(got, want) {
+		t.Errorf("posts arrived as %v, want %v", got, want)
 	}
 }
