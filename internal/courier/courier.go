@@ -125,7 +125,7 @@ func (t *Ticket) Cancel() {
 // responders: from 10 ms, doubling, at most 500 ms. (After ErrNoAnswer the
 // attempt itself has waited.)
 func Backoff(n int) time.Duration {
-	return min(10*time.Millisecond<<min(n-1, 6), 500*time.Millisecond)
+	return min(10*time.Millisecond<<min(max(n-1, 0), 6), 500*time.Millisecond)
 }
 
 // Send posts msg and waits for its answer, up to attempt per try, trying
