@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"time"
 
+	"github.com/callmesh/callmesh/internal/courier"
 	"github.com/callmesh/callmesh/messages"
 )
 
@@ -28,13 +29,16 @@ func (c *conn) handle(ctx context.Context, env *messages.Envelope) {
 			return
 		}
 		call := messages.NewID()
-		c.ask(ctx, env, &messages.Request{Op: messages.OpInvite, Call: call, To: env.To, Data: env.Data}, func() {
+		answered := c.ask(ctx, env, &messages.Request{Op: messages.OpInvite, Call: call, To: env.To, Data: env.Data}, func() {
 			c.mu.Lock()
 			if c.calls[call] == nil { // a retried invite may reply after accepted arrived
 				c.calls[call] = &callView{role: "caller", state: "ringing", peer: env.To}
 			}
 			c.mu.Unlock()
 		})
+		if !answered {
+			c.s.withdraw(c.user, c.id, call)
+		}
 	case messages.TypeAccept:
 		c.ask(ctx, env, &messages.Request{Op: messages.OpAccept, Call: env.Call}, nil)
 	case messages.TypeReject, messages.TypeHangup:
@@ -52,17 +56,19 @@ func (c *conn) handle(ctx context.Context, env *messages.Envelope) {
 
 // ask forwards a request to the routers. On success it runs ok, acks the
 // client and then sends the reply's follow-up messages in order (ringing or
-// ended after an invite, accepted after an accept).
-func (c *conn) ask(ctx context.Context, env *messages.Envelope, req *messages.Request, ok func()) {
+// ended after an invite, accepted after an accept). It reports whether a
+// router answered for sure: false when none did in time or one failed
+// midway (the request may have taken effect all the same).
+func (c *conn) ask(ctx context.Context, env *messages.Envelope, req *messages.Request, ok func()) (answered bool) {
 	req.User, req.Conn, req.Gateway = c.user, c.id, c.s.id
 	reply, err := c.s.request(ctx, req)
 	if err != nil {
 		c.replyError(env.ID, messages.CodeUnavailable, "the call service is unavailable; retry")
-		return
+		return false
 	}
 	if reply.Code != "" {
 		c.replyError(env.ID, reply.Code, reply.Message)
-		return
+		return reply.Code != messages.CodeInternal
 	}
 	if ok != nil {
 		ok()
@@ -71,6 +77,32 @@ func (c *conn) ask(ctx context.Context, env *messages.Envelope, req *messages.Re
 	for _, then := range reply.Then {
 		c.deliver("", then, messages.Encode(then), reply.Bind)
 	}
+	return true
+}
+
+// withdraw ends an invite whose caller was told it failed: the router may
+// have rung the callee all the same (the answer was lost, or came too
+// late), which would leave the callee ringing and the caller busy until
+// the ring timeout. It hangs the call up, in the background, trying again
+// until a router answers or the ring timeout has passed; a hangup of a call
+// that was never made is harmless (not_found).
+func (s *Server) withdraw(user, conn, call string) {
+	s.goRun(func() {
+		ctx, cancel := context.WithTimeout(s.bg, s.cfg.RingTimeout)
+		defer cancel()
+		req := &messages.Request{Op: messages.OpHangup, User: user, Conn: conn, Gateway: s.id, Call: call}
+		for try := 1; ; try++ {
+			if reply, err := s.request(ctx, req); err == nil && reply.Code != messages.CodeInternal {
+				return
+			}
+			select {
+			case <-ctx.Done():
+				s.log.Warn("withdraw invite: no router answered", "call", call)
+				return
+			case <-time.After(courier.Backoff(try)):
+			}
+		}
+	})
 }
 
 // relay publishes a signal to the other party's bound connection, and keeps

@@ -9,6 +9,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/callmesh/callmesh/gateway"
 	"github.com/callmesh/callmesh/messages"
 	"github.com/callmesh/callmesh/router"
 )
@@ -171,4 +172,59 @@ func TestRouterDiesAfterEviction(t *testing.T) {
 	m.Gateways[1].Crash()
 
 	alice.ExpectEnded(call, messages.ReasonDisconnected)
+}
+
+// An invite whose answer the gateway did not get in time was refused to the
+// caller (unavailable), yet the router may have rung the callee: the
+// gateway withdraws it, so the callee stops ringing and both are free.
+// Here alice's gateway gives every router request 1 ms, so it gives up on
+// the invite while the router, which got it, rings bob.
+func TestRefusedInviteDoesNotRingOn(t *testing.T) {
+	m := Start(t, Options{Gateways: 1, Routers: 1})
+	m.opts.Gateway = func(c *gateway.Config) { c.RouterTimeout, c.RouterAttempt = time.Millisecond, time.Millisecond }
+	m.AddGateway()
+	alice, bob := m.Dial(1, "alice"), m.Dial(0, "bob")
+	// A copy of every router request: which invite was really sent.
+	requests := make(chan *nats.Msg, 1024)
+	if _, err := m.nc.ChanSubscribe(m.names.RouterSubject(), requests); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	var call string
+	for try := 0; call == "" && try < 10; try++ {
+		alice.Send(&messages.Envelope{Type: messages.TypeInvite, ID: "i", To: "bob"})
+		alice.ExpectError("i", messages.CodeUnavailable)
+		// An invite is published at once or never (the budget ran out
+		// first); a second is a deadline for the first.
+		select {
+		case msg := <-requests:
+			var req messages.Request
+			if err := json.Unmarshal(msg.Data, &req); err != nil || req.Op != messages.OpInvite {
+				t.Fatalf("request %s: %v", msg.Data, err)
+			}
+			call = req.Call
+		case <-time.After(time.Second):
+		}
+	}
+	if call == "" {
+		t.Fatal("no invite was sent in 10 tries")
+	}
+	// The withdrawal may overtake the invite in the router (then bob gets
+	// ended alone, for a call he never heard of); either way he is not
+	// left ringing.
+	if e := bob.Next(); e.Type != messages.TypeIncoming || e.Call != call {
+		if e.Type != messages.TypeEnded || e.Call != call || e.Reason != messages.ReasonCancelled {
+			t.Fatalf("bob: %s, want incoming or ended{cancelled} of %s", describe(e), call)
+		}
+	} else {
+		bob.ExpectEnded(call, messages.ReasonCancelled)
+	}
+	// Neither is left busy: bob (on the other gateway) can call alice.
+	again := bob.Invite("alice")
+	bob.Expect(messages.TypeRinging)
+	if in := alice.Expect(messages.TypeIncoming); in.Call != again {
+		t.Fatalf("alice: %s", describe(in))
+	}
 }
