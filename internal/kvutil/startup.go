@@ -2,34 +2,47 @@ package kvutil
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"time"
 )
 
-// StartupBudget bounds how long a component retries opening its buckets.
-const StartupBudget = 30 * time.Second
+// Backoff of Retry: the first wait, and the most it grows to.
+const (
+	retryFirst = 250 * time.Millisecond
+	retryMax   = 2 * time.Second
+)
 
-// Retry runs step until it succeeds, ctx is done or StartupBudget has
-// passed, backing off from 250 ms to 2 s, and returns its last error.
-// Opening buckets fails for a few seconds while a fresh or recovering
-// JetStream cluster elects its leaders ("no response from stream", a
-// deadline): components started with the cluster wait it out instead of
-// exiting.
+// Retry runs step until it succeeds or ctx is done, logging each failure at
+// warn and backing off from 250 ms to at most 2 s. It has no budget of its
+// own: ctx bounds it. A component passes its process context, so that it
+// waits out a JetStream cluster that is still forming or electing leaders,
+// however long that takes, until it is stopped; a test passes a context
+// with a deadline. Each step gets ctx; JetStream calls bound themselves
+// (5 s by default) when ctx has no deadline.
+//
+// When ctx ends first, the error wraps ctx's cause and step's last error.
 func Retry(ctx context.Context, log *slog.Logger, what string, step func(context.Context) error) error {
-	ctx, cancel := context.WithTimeout(ctx, StartupBudget)
-	defer cancel()
-	wait := 250 * time.Millisecond
-	for {
+	wait := retryFirst
+	for attempt := 1; ; attempt++ {
 		err := step(ctx)
-		if err == nil || ctx.Err() != nil {
-			return err
+		if err == nil {
+			if attempt > 1 {
+				log.Info("retry succeeded", "what", what, "attempts", attempt)
+			}
+			return nil
 		}
-		log.Warn("retrying", "what", what, "err", err, "in", wait)
+		if ctx.Err() != nil {
+			return fmt.Errorf("%s: %w (last error: %w)", what, context.Cause(ctx), err)
+		}
+		log.Warn("retrying", "what", what, "attempt", attempt, "err", err, "in", wait)
+		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
-			return err
-		case <-time.After(wait):
+			t.Stop()
+			return fmt.Errorf("%s: %w (last error: %w)", what, context.Cause(ctx), err)
+		case <-t.C:
 		}
-		wait = min(2*wait, 2*time.Second)
+		wait = min(2*wait, retryMax)
 	}
 }
