@@ -17,6 +17,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -75,24 +76,24 @@ func Open(ctx context.Context, js jetstream.JetStream, names messages.Names, rep
 }
 
 // Bind opens the presence bucket without creating or changing it, waiting
-// until a router has created it or ctx is done. Gateways bind: the
-// permission to update a stream would let a compromised gateway reconfigure
-// it (deploy/nats-auth.conf).
+// until a router has created it and JetStream answers, or ctx is done: a
+// gateway started before the routers, or with a cluster that is still
+// electing leaders, waits for them (kvutil.Retry, logging through the
+// default logger). Gateways bind: the permission to update a stream would
+// let a compromised gateway reconfigure it (deploy/nats-auth.conf).
 func Bind(ctx context.Context, js jetstream.JetStream, names messages.Names) (*Registry, error) {
-	for {
-		kv, err := js.KeyValue(ctx, names.PresenceBucket())
-		if err == nil {
-			return &Registry{js: js, kv: kv}, nil
+	var kv jetstream.KeyValue
+	err := kvutil.Retry(ctx, slog.Default(), "bind presence bucket", func(ctx context.Context) (err error) {
+		kv, err = js.KeyValue(ctx, names.PresenceBucket())
+		if errors.Is(err, jetstream.ErrBucketNotFound) {
+			return fmt.Errorf("bucket %s does not exist (start a router): %w", names.PresenceBucket(), err)
 		}
-		if !errors.Is(err, jetstream.ErrBucketNotFound) {
-			return nil, fmt.Errorf("presence: bind bucket: %w", err)
-		}
-		select {
-		case <-ctx.Done():
-			return nil, fmt.Errorf("presence: bucket %s does not exist (start a router): %w", names.PresenceBucket(), ctx.Err())
-		case <-time.After(250 * time.Millisecond):
-		}
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("presence: %w", err)
 	}
+	return &Registry{js: js, kv: kv}, nil
 }
 
 // KV returns the underlying bucket (for watchers).
