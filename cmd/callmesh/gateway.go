@@ -20,9 +20,12 @@ import (
 const shutdownTimeout = 15 * time.Second
 
 // runGateway serves one gateway on http.addr until ctx is done, then drains
-// it (goaway: clients resume on another gateway) and stops.
+// it (goaway: clients resume on another gateway) and stops. The listener
+// answers from the start: 503 "starting" on every path while the gateway
+// waits for NATS, the presence bucket and its heartbeat (as long as that
+// takes, until ctx is done), then the gateway's handler.
 func runGateway(ctx context.Context, cfg *Config, log *slog.Logger) error {
-	// keyfunc (JWKS) logs through the default logger.
+	// keyfunc (JWKS) and presence.Bind log through the default logger.
 	slog.SetDefault(log)
 	if err := checkGateway(ctx, cfg); err != nil {
 		return err
@@ -31,21 +34,28 @@ func runGateway(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	defer ln.Close() // in case Serve never runs; Shutdown closes it otherwise
+	front := &startingHandler{}
+	hs := newHTTPServer(front, cfg.HTTP.HandshakeTimeout, log)
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- hs.Serve(ln) }()
+	log.Info("gateway listening", "addr", ln.Addr().String())
+
 	nc, err := connectNATS(cfg.NATS, "gateway", log)
 	if err != nil {
-		return err
+		return errors.Join(err, hs.Shutdown(context.Background()))
 	}
 	defer closeNATS(nc)
 	gw, err := gateway.New(ctx, cfg.gatewayConfig(log, newRegistry()), nc)
 	if err != nil {
-		return gatewayNewError(err)
+		err = errors.Join(gatewayNewError(err), hs.Shutdown(context.Background()))
+		if ctx.Err() != nil { // stopped while starting: not a failure
+			log.Info("gateway stopped before it had started", "err", err)
+			return nil
+		}
+		return err
 	}
-
-	hs := newHTTPServer(gw.Handler(), cfg.HTTP.HandshakeTimeout, log)
-	serveErr := make(chan error, 1)
-	go func() { serveErr <- hs.Serve(ln) }()
-	log.Info("gateway listening", "addr", ln.Addr().String(), "gateway", gw.ID())
+	front.ready(gw.Handler())
+	log.Info("gateway ready", "addr", ln.Addr().String(), "gateway", gw.ID())
 
 	select {
 	case <-ctx.Done():

@@ -11,9 +11,11 @@ import (
 )
 
 // connectNATS opens the NATS connection of one component (role: gateway,
-// router) to n.URL with n's credentials. It reconnects forever and fast: a gateway or router is useless
-// without NATS, and presence gives a silent gateway only presence.ttl (3 s)
-// before its clients' calls start ending.
+// router) to n.URL with n's credentials. It returns at once, connected or
+// not: the connection is made, and remade, forever and fast in the
+// background. A gateway or router is useless without NATS, and presence
+// gives a silent gateway only presence.ttl (3 s) before its clients' calls
+// start ending.
 func connectNATS(n natsConfig, role string, log *slog.Logger) (*nats.Conn, error) {
 	log = log.With("component", "nats", "role", role)
 	opts := []nats.Option{
@@ -42,10 +44,15 @@ func connectNATS(n natsConfig, role string, log *slog.Logger) (*nats.Conn, error
 		// another node. Core NATS still loses what was in flight on the
 		// dead link.
 		nats.ReconnectBufSize(8 << 20),
-		// No RetryOnFailedConnect: a gateway or router cannot start without
-		// JetStream (it opens its buckets at once), so at startup it tries
-		// every URL of nats.url once and exits on failure, for the
-		// orchestrator to restart it.
+		// Keep trying at startup as well: a component started alongside
+		// its NATS servers (a fresh cluster, a rollout of the whole stack)
+		// waits for them instead of exiting. Connect returns at once; the
+		// buckets are opened with retries (kvutil.Retry) and /healthz
+		// answers 503 "starting" until they are.
+		nats.RetryOnFailedConnect(true),
+		nats.ConnectHandler(func(nc *nats.Conn) {
+			log.Info("nats connected", "url", nc.ConnectedUrlRedacted(), "server", nc.ConnectedServerName())
+		}),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			if err != nil { // nil: closed by us
 				log.Warn("nats disconnected", "err", err)
@@ -97,7 +104,9 @@ func connectNATS(n natsConfig, role string, log *slog.Logger) (*nats.Conn, error
 	if err != nil {
 		return nil, fmt.Errorf("connect to nats (%s): %w", redactURLs(n.URL), err)
 	}
-	log.Info("nats connected", "url", nc.ConnectedUrlRedacted(), "server", nc.ConnectedServerName())
+	if !nc.IsConnected() {
+		log.Warn("nats not reachable yet; retrying", "url", redactURLs(n.URL))
+	}
 	return nc, nil
 }
 

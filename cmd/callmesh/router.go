@@ -12,39 +12,52 @@ import (
 )
 
 // runRouter runs one router until ctx is done, serving /healthz and
-// /metrics on router.http_addr unless it is empty. Requests it still holds
-// are finished; queued ones are retried by the gateways on another router.
+// /metrics on router.http_addr unless it is empty. Its listener answers
+// from the start: 503 "starting" while the router waits for NATS and its
+// buckets (as long as that takes, until ctx is done), then the router's
+// handler. Requests it still holds at the end are finished; queued ones
+// are retried by the gateways on another router.
 func runRouter(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	if err := checkRouter(cfg); err != nil {
 		return err
 	}
-	var ln net.Listener
+	var hs *http.Server
+	front := &startingHandler{}
+	serveErr := make(chan error, 1)
 	if cfg.Router.HTTPAddr != "" {
-		var err error
-		if ln, err = net.Listen("tcp", cfg.Router.HTTPAddr); err != nil {
+		ln, err := net.Listen("tcp", cfg.Router.HTTPAddr)
+		if err != nil {
 			return err
 		}
-		defer ln.Close() // in case Serve never runs; Shutdown closes it otherwise
+		hs = newHTTPServer(front, cfg.HTTP.HandshakeTimeout, log)
+		go func() { serveErr <- hs.Serve(ln) }()
+		log.Info("router http listening", "addr", ln.Addr().String())
+	}
+	stopHTTP := func(ctx context.Context) error {
+		if hs == nil {
+			return nil
+		}
+		return hs.Shutdown(ctx)
 	}
 	nc, err := connectNATS(cfg.NATS, "router", log)
 	if err != nil {
-		return err
+		return errors.Join(err, stopHTTP(context.Background()))
 	}
 	defer closeNATS(nc)
 	r, err := router.New(cfg.routerConfig(log, newRegistry()), nc)
 	if err != nil {
-		return configError{err}
+		return errors.Join(configError{err}, stopHTTP(context.Background()))
 	}
 	if err := r.Start(ctx); err != nil {
+		err = errors.Join(err, stopHTTP(context.Background()))
+		if ctx.Err() != nil { // stopped while starting: not a failure
+			log.Info("router stopped before it had started", "err", err)
+			return nil
+		}
 		return err
 	}
-	var hs *http.Server
-	serveErr := make(chan error, 1)
-	if ln != nil {
-		hs = newHTTPServer(r.Handler(), cfg.HTTP.HandshakeTimeout, log)
-		go func() { serveErr <- hs.Serve(ln) }()
-		log.Info("router http listening", "addr", ln.Addr().String())
-	}
+	front.ready(r.Handler())
+
 	select {
 	case <-ctx.Done():
 	case err = <-serveErr:
@@ -53,10 +66,7 @@ func runRouter(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer cancel()
 	// The router first: /healthz answers 503 while it finishes its requests.
-	err = errors.Join(err, r.Shutdown(sctx))
-	if hs != nil {
-		err = errors.Join(err, hs.Shutdown(sctx))
-	}
+	err = errors.Join(err, r.Shutdown(sctx), stopHTTP(sctx))
 	if err != nil {
 		return err
 	}

@@ -41,6 +41,12 @@ func TestRouterHTTP(t *testing.T) {
 		base = "http://" + m[1]
 		return nil
 	})
+	natstest.WaitFor(t, "router ready", func() error {
+		if code, body := get(base + "/healthz"); code != http.StatusOK {
+			return fmt.Errorf("/healthz %d %q", code, body)
+		}
+		return nil
+	})
 
 	for path, want := range map[string]string{
 		"/healthz": "ok\n",
