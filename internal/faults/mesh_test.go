@@ -4,10 +4,12 @@ package faults
 
 import (
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -87,24 +89,33 @@ func (g *service) wsURL() string { return "ws://" + g.addr + "/ws" }
 // health is the status code of the service's /healthz, or 0 if it does
 // not answer.
 func (g *service) health() int {
+	code, _ := g.healthz()
+	return code
+}
+
+// healthz is the status code and body of the service's /healthz, or 0 and
+// the error if it does not answer.
+func (g *service) healthz() (int, string) {
 	c := http.Client{Timeout: time.Second}
 	resp, err := c.Get("http://" + g.addr + "/healthz")
 	if err != nil {
-		return 0
+		return 0, err.Error()
 	}
-	resp.Body.Close()
-	return resp.StatusCode
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 256))
+	return resp.StatusCode, strings.TrimSpace(string(b))
 }
 
-// waitHealthy waits until the service answers /healthz with 200.
+// waitHealthy waits until the service answers /healthz with 200. A
+// service answers 503 "starting" while it waits for JetStream.
 func (s *service) waitHealthy() {
 	s.t.Helper()
 	waitFor(s.t, 30*time.Second, func() error {
-		if code := s.health(); code != http.StatusOK {
+		if code, body := s.healthz(); code != http.StatusOK {
 			if s.wait(0) {
 				return fmt.Errorf("%s exited: %v\n%s", s.name, s.exitErr(), tail(s.log))
 			}
-			return fmt.Errorf("%s: /healthz %d", s.name, code)
+			return fmt.Errorf("%s: /healthz %d %q\n%s", s.name, code, body, tail(s.log))
 		}
 		return nil
 	})
@@ -125,8 +136,8 @@ func startMesh(t testing.TB, gateways int) *mesh {
 	m.nats = startCluster(t, bins.nats, m.dir, 3)
 	// One router after the other: two routers creating the buckets of a
 	// fresh R3 cluster at the same moment both time out (seen with
-	// nats-server 2.15), and a router exits when it cannot open them.
-	// Gateways bind to the presence bucket a router creates.
+	// nats-server 2.15) and retry, which costs seconds. Gateways bind to
+	// the presence bucket a router creates (they would wait for it).
 	for i := range 2 {
 		addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 		p := start(t, m.dir, fmt.Sprintf("router%d", i), bins.callmesh, m.env(), append(m.args("router"), "--router.http_addr", addr)...)
