@@ -45,7 +45,11 @@ func runGateway(ctx context.Context, cfg *Config, log *slog.Logger) error {
 		return errors.Join(err, hs.Shutdown(context.Background()))
 	}
 	defer closeNATS(nc)
-	gw, err := gateway.New(ctx, cfg.gatewayConfig(log, newRegistry()), nc)
+	startCtx, started := whileStarting(ctx, nc)
+	// startCtx outlives the start (the JWKS refresh runs on it) but, once
+	// started, ends only with ctx.
+	gw, err := gateway.New(startCtx, cfg.gatewayConfig(log, newRegistry()), nc)
+	started()
 	if err != nil {
 		err = errors.Join(gatewayNewError(err), hs.Shutdown(context.Background()))
 		if ctx.Err() != nil { // stopped while starting: not a failure

@@ -48,7 +48,10 @@ func runRouter(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	if err != nil {
 		return errors.Join(configError{err}, stopHTTP(context.Background()))
 	}
-	if err := r.Start(ctx); err != nil {
+	startCtx, started := whileStarting(ctx, nc)
+	err = r.Start(startCtx)
+	started()
+	if err != nil {
 		err = errors.Join(err, stopHTTP(context.Background()))
 		if ctx.Err() != nil { // stopped while starting: not a failure
 			log.Info("router stopped before it had started", "err", err)

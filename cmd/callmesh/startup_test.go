@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
+
 	"github.com/callmesh/callmesh/internal/embednats"
 	"github.com/callmesh/callmesh/internal/natstest"
 )
@@ -195,5 +197,36 @@ func TestStopWhileStarting(t *testing.T) {
 	}
 	if code, _ := get(r.base + "/healthz"); code != 0 {
 		t.Errorf("/healthz answers %d after the stop; want the listener closed", code)
+	}
+}
+
+// A component whose credentials NATS refuses does not wait forever:
+// nats.go closes the connection after the second refusal, and the
+// component exits with 1, saying why.
+func TestRefusedCredentialsExit(t *testing.T) {
+	srv, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, Username: "router", Password: "right",
+		JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Start()
+	t.Cleanup(srv.Shutdown)
+	if !srv.ReadyForConnections(natstest.Wait) {
+		t.Fatal("nats-server not ready")
+	}
+	for _, cmd := range [][]string{
+		{"router", "--router.http_addr", "127.0.0.1:0"},
+		{"gateway", "--http.addr", "127.0.0.1:0", "--jwt.secret", strings.Repeat("s", 32)},
+	} {
+		c := run(t, nil, append(cmd, "--nats.url", srv.ClientURL(), "--nats.user", "router", "--nats.password", "wrong")...)
+		select {
+		case code := <-c.exit:
+			c.exit <- code
+			if code != 1 || !strings.Contains(c.stderr.String(), "Authorization Violation") {
+				t.Errorf("%s: exit code %d, want 1 naming the refusal:\n%s", cmd[0], code, c.stderr.String())
+			}
+		case <-time.After(natstest.Wait):
+			t.Fatalf("%s still running with refused credentials:\n%s", cmd[0], c.stderr.String())
+		}
 	}
 }

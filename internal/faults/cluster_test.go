@@ -40,9 +40,9 @@ type cluster struct {
 }
 
 // clusterReady bounds the wait for a fresh or restarted cluster: a
-// fresh 3-node cluster was ready in 0.3–0.9 s (p50–p90 of 100 starts here),
-// 7 s at most (a first leader election that failed waits out a Raft
-// election timeout of 4–9 s).
+// fresh 3-node cluster was ready in 0.3–0.6 s (p50–p90 of 40 starts here),
+// 7 s at most (in 1 start in 15 the first leader election failed, and the
+// next waits out a Raft election timeout of 4–9 s).
 const clusterReady = 30 * time.Second
 
 // startCluster writes a config per node and starts the nodes, then waits
@@ -75,8 +75,8 @@ func startCluster(t testing.TB, bin, dir string, size int) *cluster {
 // start writes a config per node and starts the nodes. Each node's routes
 // list every node, itself included: nats-server skips the route to
 // itself, and sizes a fresh cluster's JetStream meta group from the
-// number of routes, so leaving itself out would make each node expect a
-// cluster of 2.
+// number of routes, so leaving itself out would make a node that starts
+// before the others expect a cluster of 2.
 func (c *cluster) start(size int) {
 	for i := range size {
 		c.nodes = append(c.nodes, &natsNode{
