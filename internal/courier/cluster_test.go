@@ -571,11 +571,7 @@ type sendResult struct {
 func testCourierLosesNothing(t *testing.T, cl *cluster) {
 	subConn := natstest.Connect(t, cl.a, "courier-sub")
 	pubConn := natstest.Connect(t, cl.c, "courier-pub")
-	cr, err := courier.New(pubConn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cr.Close()
+	cr := newCourier(t, pubConn)
 	rc := &receiver{seen: map[string]int{}}
 
 	send := func(i int, kind string) sendResult {
@@ -660,11 +656,7 @@ func testCourierLosesNothing(t *testing.T, cl *cluster) {
 func testPostOrder(t *testing.T, cl *cluster) {
 	subConn := natstest.Connect(t, cl.a, "order-sub")
 	pubConn := natstest.Connect(t, cl.c, "order-pub")
-	cr, err := courier.New(pubConn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cr.Close()
+	cr := newCourier(t, pubConn)
 
 	var mu sync.Mutex
 	var got []string // guarded by mu

@@ -43,12 +43,18 @@ func solo(t *testing.T) (*courier.Courier, *nats.Conn, *nats.Conn) {
 	t.Helper()
 	srv := startServer(t, "solo", false)
 	pub := natstest.Connect(t, srv, "pub")
-	cr, err := courier.New(pub)
+	return newCourier(t, pub), pub, natstest.Connect(t, srv, "sub")
+}
+
+// newCourier returns a courier on nc, closed with the test.
+func newCourier(t *testing.T, nc *nats.Conn) *courier.Courier {
+	t.Helper()
+	cr, err := courier.New(nc)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cr.Close() })
-	return cr, pub, natstest.Connect(t, srv, "sub")
+	return cr
 }
 
 type sent struct {
