@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"path"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -50,6 +51,13 @@ type Config struct {
 	// MessageBurst refusals beyond a trickle) is closed with 1008.
 	MessageRate  float64
 	MessageBurst int
+	// ByteRate and ByteBurst are each connection's token bucket for the
+	// bytes of client frames. Both buckets are checked before a frame is
+	// decoded: a frame over either is refused with rate_limited (and counts
+	// towards the 1008 close) without being decoded. ByteBurst must be at
+	// least MaxMessageBytes, so that a full bucket passes any legal frame.
+	ByteRate  float64
+	ByteBurst int
 	// InviteRate and InviteBurst bound the invites of one user on one
 	// gateway (refused with rate_limited).
 	InviteRate  float64
@@ -62,6 +70,18 @@ type Config struct {
 	// MaxConns bounds this gateway's connections: over it, /ws answers 503
 	// before the upgrade. 0 means no limit.
 	MaxConns int
+	// AddrConnectRate and AddrConnectBurst bound the connect and resume
+	// attempts (requests to /ws) from one source address: the TCP peer's
+	// IPv4 address, or its IPv6 /64. They are checked before the token is
+	// verified. UserConnectRate and UserConnectBurst bound those of one
+	// user on this gateway, checked once the token is verified. Over
+	// either, /ws answers 429 with Retry-After before the upgrade. A rate
+	// of 0 means no limit. Behind a reverse proxy every client has the
+	// proxy's address: raise or disable the address limit there.
+	AddrConnectRate  float64
+	AddrConnectBurst int
+	UserConnectRate  float64
+	UserConnectBurst int
 	// WriteTimeout bounds one frame write.
 	WriteTimeout time.Duration
 	// PingInterval is how often the gateway pings each client to notice dead
@@ -104,9 +124,23 @@ type ICEServerConfig struct {
 // must still be set), the expiry warning 60 s before a token's close,
 // Google's public STUN server, 30 s ring timeout, 10 s resume grace, 1 s
 // heartbeat with 3 s TTL, 10 s drain, 64 KiB frames, 32 KiB data, 256
-// queued frames, 50 messages/s (burst 200) and 1 invite/s (burst 10), 10
-// connections per user, 100 000 per gateway, 5 s write timeout, 25 s pings,
-// 5 s router budget (1 s a try).
+// queued frames, 50 messages/s (burst 200), 32 KiB/s (burst 256 KiB) and
+// 1 invite/s (burst 10), 10 connections per user, 100 000 per gateway, 20
+// connects/s per address (burst 200) and 1/s per user (burst 10), 5 s write
+// timeout, 25 s pings, 5 s router budget (1 s a try).
+//
+// The byte bucket is sized for signaling: an SDP offer or answer is 5–10
+// KB (tens of KB with many media sections), an ICE candidate about 200 B,
+// so setting up a call costs a client some 10–40 KB, and a renegotiation
+// as much again. 256 KiB lets a client set up several calls or
+// renegotiate several times back to back, 32 KiB/s lets it send a
+// maximal data field every second for as long as it likes: far more than
+// signaling needs, and a hundredth of what the message rate alone would
+// let through in 64 KiB frames.
+//
+// The connect buckets let every device of a user (max 10) reconnect at
+// once, and a user reconnect once a second for good; an address, such as
+// an office behind one NAT, 200 at once and 20 a second.
 func DefaultConfig() Config {
 	return Config{
 		Prefix:          messages.DefaultPrefix,
@@ -132,6 +166,14 @@ func DefaultConfig() Config {
 		RouterTimeout:   5 * time.Second,
 		RouterAttempt:   time.Second,
 		DevTokenTTL:     time.Hour,
+
+		// Floods (limits.go): bytes per connection, connects per address and user.
+		ByteRate:         32 << 10,
+		ByteBurst:        256 << 10,
+		AddrConnectRate:  20,
+		AddrConnectBurst: 200,
+		UserConnectRate:  1,
+		UserConnectBurst: 10,
 	}
 }
 
@@ -165,8 +207,20 @@ func (c *Config) Validate() error {
 	if c.MessageRate <= 0 || c.MessageBurst < 1 || c.InviteRate <= 0 || c.InviteBurst < 1 {
 		errs = append(errs, errors.New("message and invite rates and bursts must be positive"))
 	}
+	if c.ByteRate <= 0 || int64(c.ByteBurst) < c.MaxMessageBytes {
+		errs = append(errs, errors.New("byte rate must be positive and byte burst at least max message bytes"))
+	}
+	if c.AddrConnectRate < 0 || c.UserConnectRate < 0 ||
+		c.AddrConnectRate > 0 && c.AddrConnectBurst < 1 || c.UserConnectRate > 0 && c.UserConnectBurst < 1 {
+		errs = append(errs, errors.New("connect rates must not be negative, and their bursts must be positive"))
+	}
 	if c.MaxConnsPerUser < 0 || c.MaxConns < 0 {
 		errs = append(errs, errors.New("connection limits must not be negative"))
+	}
+	for _, p := range c.OriginPatterns {
+		if _, err := path.Match(p, ""); err != nil {
+			errs = append(errs, fmt.Errorf("origin pattern %q: %w", p, err))
+		}
 	}
 	if c.SendQueue < 8 {
 		errs = append(errs, errors.New("send queue must be at least 8"))

@@ -48,6 +48,11 @@ type conn struct {
 	limit   *rate.Limiter // client messages
 	abuse   *rate.Limiter // refusals: empty means sustained abuse, close 1008
 	invites *rate.Limiter // shared by the user's connections on this gateway; set by subscribe
+	// bytes is the bucket of the bytes of client frames, bytesAbuse that
+	// of the bytes refused (framelimit.go); raw is the TCP connection
+	// under ws, nil if unknown (rawconn.go).
+	bytes, bytesAbuse *rate.Limiter
+	raw               *rawConn
 
 	bye       atomic.Bool // the client said bye: no resume grace
 	closeOnce sync.Once
@@ -110,6 +115,8 @@ func newConn(s *Server, ws *websocket.Conn, claims Claims, resume string) *conn 
 		limit: rate.NewLimiter(rate.Limit(s.cfg.MessageRate), s.cfg.MessageBurst),
 		abuse: rate.NewLimiter(rate.Limit(s.cfg.MessageRate/10), s.cfg.MessageBurst),
 	}
+	c.bytes = rate.NewLimiter(rate.Limit(s.cfg.ByteRate), s.cfg.ByteBurst)
+	c.bytesAbuse = rate.NewLimiter(rate.Limit(s.cfg.ByteRate/10), s.cfg.ByteBurst)
 	c.token, c.resumeHash = messages.NewResumeToken(c.id)
 	c.ctx, c.cancel = context.WithCancel(s.bg)
 	c.setExpiry(claims.Expires)
@@ -209,36 +216,26 @@ func (c *conn) welcome(resumed bool, calls []messages.CallInfo) []byte {
 
 func (c *conn) readLoop(ctx context.Context) error {
 	for {
-		typ, frame, err := c.ws.Read(ctx)
+		typ, r, err := c.ws.Reader(ctx)
 		if err != nil {
 			return err
 		}
-		allowed := c.limit.Allow()
-		if !allowed && !c.abuse.Allow() {
-			// Close once the errors already queued have been written, so the
-			// client can see why; the writer's close ends ctx.
-			c.closeAfterQueue(messages.ClosePolicy, "message rate limit exceeded again and again")
-			<-ctx.Done()
-			return nil
+		frame, limit, err := c.readFrame(r) // the rate checks (framelimit.go)
+		if err != nil {
+			return err
+		}
+		if limit != "" {
+			if !c.refuse(limit, frame) {
+				<-ctx.Done() // the writer's close ends ctx
+				return nil
+			}
+			continue
 		}
 		if typ != websocket.MessageText {
 			c.replyError("", messages.CodeBadRequest, "frames must be JSON text")
 			continue
 		}
 		env, err := messages.Decode(frame, c.s.cfg.MaxDataBytes)
-		if !allowed {
-			// Refusals are answered while the client reads its answers; a
-			// flood that does not is refused silently rather than
-			// overflowing its own queue, until the abuse limit closes it.
-			if len(c.send) < cap(c.send)/2 {
-				id := ""
-				if err == nil {
-					id = env.ID
-				}
-				c.replyError(id, messages.CodeRateLimited, "too many messages; slow down")
-			}
-			continue
-		}
 		if err != nil {
 			de := err.(*messages.DecodeError)
 			c.replyError(de.ID, de.Code, de.Message)

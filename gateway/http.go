@@ -3,39 +3,60 @@ package gateway
 import (
 	"encoding/json"
 	"net/http"
+	"time"
 
 	"github.com/coder/websocket"
 
 	"github.com/callmesh/callmesh/messages"
 )
 
-// serveWS authenticates before the upgrade (401 with a JSON body) and then
-// serves the connection on this goroutine, which becomes its reader.
+// serveWS admits a client before the upgrade, cheapest check first, each
+// refusal with a JSON body (PROTOCOL.md §1): 503 while draining, 403 for a
+// foreign browser origin, 429 for too many attempts from the address, 503
+// when full, 401 for a bad token (the signature check), 429 for too many
+// attempts of the user. It then serves the connection on this goroutine,
+// which becomes its reader.
 func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	draining := s.draining
 	s.mu.Unlock()
 	if draining {
-		writeJSONError(w, http.StatusServiceUnavailable, messages.CodeUnavailable, "gateway is shutting down")
+		s.refuseConnect(w, refusedDraining, http.StatusServiceUnavailable, messages.CodeUnavailable, "gateway is shutting down")
 		return
 	}
-	if s.cfg.MaxConns > 0 && s.open.Load() >= int64(s.cfg.MaxConns) {
-		writeJSONError(w, http.StatusServiceUnavailable, messages.CodeUnavailable, "gateway is full; try another")
+	if err := checkOrigin(r, s.cfg.OriginPatterns); err != nil {
+		s.refuseConnect(w, refusedOrigin, http.StatusForbidden, messages.CodeForbidden, err.Error())
+		return
+	}
+	if ok, retry := s.guard.addr.allow(sourceKey(r.RemoteAddr), time.Now()); !ok {
+		s.tooManyConnects(w, refusedAddrRate, retry, "too many connection attempts from this address; slow down")
+		return
+	}
+	// A slot is taken before it is counted, so that simultaneous requests
+	// cannot all see the last one free; a refusal gives it back.
+	defer s.open.Add(-1)
+	if n := s.open.Add(1); s.cfg.MaxConns > 0 && n > int64(s.cfg.MaxConns) {
+		s.refuseConnect(w, refusedFull, http.StatusServiceUnavailable, messages.CodeUnavailable, "gateway is full; try another")
 		return
 	}
 	claims, err := s.verifier.Verify(TokenFromRequest(r))
 	if err != nil {
-		writeJSONError(w, http.StatusUnauthorized, messages.CodeUnauthorized, err.Error())
+		s.refuseConnect(w, refusedUnauthorized, http.StatusUnauthorized, messages.CodeUnauthorized, err.Error())
 		return
 	}
-	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{OriginPatterns: s.cfg.OriginPatterns})
+	if ok, retry := s.guard.user.allow(claims.Subject, time.Now()); !ok {
+		s.tooManyConnects(w, refusedUserRate, retry, "too many connection attempts for this user; slow down")
+		return
+	}
+	hj := &hijackRecorder{ResponseWriter: w}
+	ws, err := websocket.Accept(hj, r, &websocket.AcceptOptions{OriginPatterns: s.cfg.OriginPatterns})
 	if err != nil {
 		return // Accept has answered the request
 	}
 	ws.SetReadLimit(s.cfg.MaxMessageBytes)
-	s.open.Add(1)
-	defer s.open.Add(-1)
-	newConn(s, ws, claims, r.URL.Query().Get("resume")).run()
+	c := newConn(s, ws, claims, r.URL.Query().Get("resume"))
+	c.raw = hj.conn
+	c.run()
 }
 
 // serveDevToken mints a token for ?user=NAME. Dev mode only.

@@ -52,7 +52,8 @@ type Server struct {
 	deliveries chan *nats.Msg
 	wg         sync.WaitGroup
 
-	open atomic.Int64 // connections past the upgrade and not yet ended
+	open  atomic.Int64 // slots of MaxConns taken: connections being admitted or served
+	guard *floodGuard
 
 	mu       sync.Mutex
 	users    map[string]*userSubs // subject → subscription and local conns; guarded by mu
@@ -101,7 +102,7 @@ func New(ctx context.Context, cfg Config, nc *nats.Conn) (*Server, error) {
 	s := &Server{
 		cfg: cfg, id: messages.NewID(), nc: nc, names: names, metrics: newMetrics(cfg.Metrics),
 		verifier: verifier, presence: reg, deliveries: make(chan *nats.Msg, deliveryBuffer),
-		users: map[string]*userSubs{}, conns: map[*conn]struct{}{},
+		users: map[string]*userSubs{}, conns: map[*conn]struct{}{}, guard: newFloodGuard(cfg),
 	}
 	s.log = cfg.Logger.With("component", "gateway", "gateway", s.id)
 	nc.SetErrorHandler(s.countDrops)

@@ -66,6 +66,13 @@ func (c *Config) gatewayConfig(log *slog.Logger, metrics prometheus.Registerer) 
 		DevTokenTTL:     c.Dev.TokenTTL,
 		Logger:          log,
 		Metrics:         metrics,
+
+		ByteRate:         c.Limits.ByteRate,
+		ByteBurst:        c.Limits.ByteBurst,
+		AddrConnectRate:  c.Limits.AddrConnectRate,
+		AddrConnectBurst: c.Limits.AddrConnectBurst,
+		UserConnectRate:  c.Limits.UserConnectRate,
+		UserConnectBurst: c.Limits.UserConnectBurst,
 	}
 }
 

@@ -273,7 +273,8 @@ func TestReferenceListsEveryKey(t *testing.T) {
 		http.handshake_timeout jwt.alg jwt.secret jwt.key_file jwt.jwks_url jwt.jwks_refresh jwt.issuer jwt.audience jwt.leeway jwt.expiry_warning
 		jwt.max_token_bytes jwt.signing_key_file ice.servers call.ring_timeout call.resume_grace
 		call.ended_retention presence.heartbeat presence.ttl presence.resync limits.max_message_bytes
-		limits.max_data_bytes limits.send_queue limits.message_rate limits.message_burst limits.invite_rate limits.invite_burst limits.max_conns_per_user limits.max_conns limits.write_timeout limits.ping_interval router.timeout
+		limits.max_data_bytes limits.send_queue limits.message_rate limits.message_burst limits.invite_rate limits.invite_burst limits.max_conns_per_user limits.max_conns limits.write_timeout
+		limits.byte_rate limits.byte_burst limits.addr_connect_rate limits.addr_connect_burst limits.user_connect_rate limits.user_connect_burst limits.ping_interval router.timeout
 		router.attempt router.workers router.http_addr log.level log.format dev.gateways dev.store_dir dev.nats_port dev.token_ttl`) {
 		if byKey[key] == nil {
 			t.Errorf("no key %s", key)

@@ -44,6 +44,9 @@ type Config struct {
 		MessageBurst, InviteBurst                int
 		MaxConnsPerUser, MaxConns                int
 		WriteTimeout, PingInterval               time.Duration
+
+		ByteRate, AddrConnectRate, UserConnectRate    float64
+		ByteBurst, AddrConnectBurst, UserConnectBurst int
 	}
 	Router struct {
 		Timeout, Attempt time.Duration
@@ -126,10 +129,16 @@ var settings = []setting{
 	{"limits.send_queue", "256", "frames queued per connection; a client that lets it fill is closed with 4003", func(c *Config) any { return &c.Limits.SendQueue }},
 	{"limits.message_rate", "50", "client messages per second per connection; more get error rate_limited", func(c *Config) any { return &c.Limits.MessageRate }},
 	{"limits.message_burst", "200", "burst of limits.message_rate; a connection that keeps sending into the limit is closed with 1008", func(c *Config) any { return &c.Limits.MessageBurst }},
+	{"limits.byte_rate", "32768", "bytes of client frames per second per connection, checked before a frame is decoded; more get error rate_limited", func(c *Config) any { return &c.Limits.ByteRate }},
+	{"limits.byte_burst", "262144", "burst of limits.byte_rate, at least limits.max_message_bytes", func(c *Config) any { return &c.Limits.ByteBurst }},
 	{"limits.invite_rate", "1", "invites per second per user on one gateway; more get error rate_limited", func(c *Config) any { return &c.Limits.InviteRate }},
 	{"limits.invite_burst", "10", "burst of limits.invite_rate", func(c *Config) any { return &c.Limits.InviteBurst }},
 	{"limits.max_conns_per_user", "10", "connections one user may hold across the mesh; the newest over it is closed with 4004 (0: no limit)", func(c *Config) any { return &c.Limits.MaxConnsPerUser }},
 	{"limits.max_conns", "100000", "connections one gateway accepts; over it /ws answers 503 before the upgrade (0: no limit)", func(c *Config) any { return &c.Limits.MaxConns }},
+	{"limits.addr_connect_rate", "20", "connect and resume attempts per second from one source address (the TCP peer; an IPv6 /64), checked before the token; more get HTTP 429 (0: no limit; behind a reverse proxy every client has its address)", func(c *Config) any { return &c.Limits.AddrConnectRate }},
+	{"limits.addr_connect_burst", "200", "burst of limits.addr_connect_rate", func(c *Config) any { return &c.Limits.AddrConnectBurst }},
+	{"limits.user_connect_rate", "1", "connect and resume attempts per second of one user on one gateway; more get HTTP 429 (0: no limit)", func(c *Config) any { return &c.Limits.UserConnectRate }},
+	{"limits.user_connect_burst", "10", "burst of limits.user_connect_rate", func(c *Config) any { return &c.Limits.UserConnectBurst }},
 	{"limits.write_timeout", "5s", "deadline of one frame write", func(c *Config) any { return &c.Limits.WriteTimeout }},
 	{"limits.ping_interval", "25s", "how often the gateway pings each client", func(c *Config) any { return &c.Limits.PingInterval }},
 

@@ -2,10 +2,13 @@ package meshtest
 
 import (
 	"encoding/json"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
 
+	"github.com/callmesh/callmesh/gateway"
+	"github.com/callmesh/callmesh/internal/natstest"
 	"github.com/callmesh/callmesh/messages"
 )
 
@@ -86,4 +89,72 @@ func BenchmarkResume(b *testing.B) {
 	slices.Sort(lat)
 	b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
 	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
+}
+
+// duringFlood runs op b.N times, one every pace (so that op's client stays
+// within the message rate), while ten other connections flood the gateways
+// as in TestFlood, with the shipped limits, and reports the p50 and p99 of
+// what op measured.
+func duringFlood(b *testing.B, m *Mesh, every time.Duration, op func(i int) time.Duration) {
+	f := m.startFlood(10)
+	natstest.WaitFor(b, "the flood under way", func() error {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		for _, st := range f.flooders {
+			if st.frames < 100 {
+				return fmt.Errorf("%s: %s", st.user, st)
+			}
+		}
+		return nil
+	})
+	pace := time.NewTicker(every)
+	defer pace.Stop()
+	lat := make([]time.Duration, 0, b.N)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		<-pace.C
+		lat = append(lat, op(i))
+	}
+	b.StopTimer()
+	f.stopFlood()
+	slices.Sort(lat)
+	b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
+	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
+}
+
+// BenchmarkSignalDuringFlood measures a signal from alice to bob, on
+// another gateway, one every 25 ms, during the flood of issue 10
+// (duringFlood).
+func BenchmarkSignalDuringFlood(b *testing.B) {
+	m := Start(b, Options{ResumeGrace: 10 * time.Second, Gateway: shippedLimits})
+	alice, bob := m.Dial(0, "alice"), m.Dial(1, "bob")
+	call := Establish(alice, bob)
+	duringFlood(b, m, 25*time.Millisecond, func(i int) time.Duration {
+		start := time.Now()
+		alice.Send(&messages.Envelope{Type: messages.TypeSignal, Call: call, Data: json.RawMessage(fmt.Sprintf(`{"n":%d}`, i))})
+		bob.ExpectSignal(call, i)
+		return time.Since(start)
+	})
+}
+
+// BenchmarkCallSetupDuringFlood measures invite → incoming on another
+// gateway, one call every 50 ms (two messages each), during the flood of
+// issue 10 (duringFlood); each call is then cancelled.
+func BenchmarkCallSetupDuringFlood(b *testing.B) {
+	m := Start(b, Options{ResumeGrace: 10 * time.Second, Gateway: func(c *gateway.Config) {
+		shippedLimits(c)
+		NoInviteLimit(c)
+	}})
+	carol, dave := m.Dial(0, "carol"), m.Dial(1, "dave")
+	duringFlood(b, m, 50*time.Millisecond, func(int) time.Duration {
+		start := time.Now()
+		carol.Send(&messages.Envelope{Type: messages.TypeInvite, ID: "b", To: "dave"})
+		in := dave.Expect(messages.TypeIncoming)
+		took := time.Since(start)
+		carol.ExpectAck("b")
+		carol.Expect(messages.TypeRinging)
+		carol.Do(messages.TypeHangup, in.Call)
+		dave.ExpectEnded(in.Call, messages.ReasonCancelled)
+		return took
+	})
 }

@@ -51,11 +51,12 @@ type Options struct {
 // that make many calls between the same users quickly.
 func NoInviteLimit(c *gateway.Config) { c.InviteRate, c.InviteBurst = 1e6, 1e6 }
 
-// NoRateLimits lifts the message and invite rates, for benchmarks that
-// measure how fast one connection can go.
+// NoRateLimits lifts the message, byte and invite rates, for benchmarks
+// that measure how fast one connection can go.
 func NoRateLimits(c *gateway.Config) {
 	NoInviteLimit(c)
 	c.MessageRate, c.MessageBurst = 1e6, 1e6
+	c.ByteRate, c.ByteBurst = 1e12, 1<<40
 }
 
 // Mesh is a running mesh.
@@ -187,6 +188,10 @@ func (m *Mesh) GatewayConfig() gateway.Config {
 	cfg.DrainTimeout = 200 * time.Millisecond // tests' clients do not move on goaway
 	cfg.Logger = quietLogger()
 	cfg.Metrics = prometheus.NewRegistry()
+	// Every test client has the same source address (loopback), and tests
+	// connect the same users again and again, faster than people do: the
+	// tests of the connect limits set them again.
+	cfg.AddrConnectRate, cfg.UserConnectRate = 0, 0
 	if m.opts.Gateway != nil {
 		m.opts.Gateway(&cfg)
 	}

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/url"
+	"strings"
 	"testing"
 
 	"github.com/callmesh/callmesh/gateway"
@@ -81,4 +82,37 @@ func TestOriginAllowList(t *testing.T) {
 	alice.ExpectEnded(call, messages.ReasonHangup)
 	m.Barrier(alice)
 	m.Barrier(bob)
+}
+
+// The origin is checked before the token: a browser page of a foreign
+// origin learns nothing about tokens (403, whatever the token), its own
+// origin without a token gets 401. Both answers have a JSON body.
+func TestOriginBeforeToken(t *testing.T) {
+	m := Start(t, Options{Gateways: 1, Routers: 1})
+	u, err := url.Parse(m.Gateways[0].HTTP.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, origin, token string
+		status              int
+		code                string
+	}{
+		{"foreign origin, no token", "https://evil.example", "", http.StatusForbidden, messages.CodeForbidden},
+		{"foreign origin, bad token", "https://evil.example", "not-a-token", http.StatusForbidden, messages.CodeForbidden},
+		{"foreign origin, not a URL", "::", "", http.StatusForbidden, messages.CodeForbidden},
+		{"own origin, no token", "http://" + u.Host, "", http.StatusUnauthorized, messages.CodeUnauthorized},
+		{"own origin in capitals, no token", "http://" + strings.ToUpper(u.Host), "", http.StatusUnauthorized, messages.CodeUnauthorized},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, resp, err := m.For(t).DialHeader(0, tc.token, "", http.Header{"Origin": {tc.origin}})
+			if err == nil || resp == nil || resp.StatusCode != tc.status {
+				t.Fatalf("response %v (%v), want %d", resp, err, tc.status)
+			}
+			var body struct{ Code string }
+			if err := json.NewDecoder(resp.Body).Decode(&body); err != nil || body.Code != tc.code {
+				t.Fatalf("body code %q (%v), want %q", body.Code, err, tc.code)
+			}
+		})
+	}
 }
