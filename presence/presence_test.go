@@ -8,6 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
+	"github.com/callmesh/callmesh/internal/kvutil"
 	"github.com/callmesh/callmesh/internal/natstest"
 	"github.com/callmesh/callmesh/messages"
 )
@@ -78,8 +81,9 @@ func TestRegisterAcrossGateways(t *testing.T) {
 }
 
 // A gateway that stops refreshing its heartbeat is noticed through the
-// key's TTL; its connections are evicted after the grace, the live
-// gateway's never.
+// key's TTL (no resync helps here: the key's expiry leaves no marker, the
+// monitor reads the key); its connections are evicted after the grace, the
+// live gateway's never.
 func TestMonitorEvictsDeadGateway(t *testing.T) {
 	reg := open(t)
 	ctx := t.Context()
@@ -100,7 +104,7 @@ func TestMonitorEvictsDeadGateway(t *testing.T) {
 	ev := &evictions{seen: map[string]string{}}
 	mctx, stop := context.WithCancel(ctx)
 	defer stop()
-	go NewMonitor(reg, 300*time.Millisecond, time.Second, ev.evict, quiet).Run(mctx)
+	go NewMonitor(reg, 300*time.Millisecond, time.Hour, ev.evict, quiet).Run(mctx)
 
 	natstest.Eventually(t, "eviction of the dead gateway's connection", func() bool { return ev.has("c-dead") })
 	// Let the live gateway outlive several TTLs: heartbeats must keep its key.
@@ -160,5 +164,42 @@ func TestTakeoverNeedsTheSecretAndMovesTheConnection(t *testing.T) {
 	}
 	if gone, err := reg.Unregister(ctx, "dana", "c1", Conn{Gateway: "g2"}); !gone || err != nil {
 		t.Fatalf("holder's unregister: gone=%v err=%v", gone, err)
+	}
+}
+
+// Gateways write to the bucket, so it refuses what would let one of them
+// erase everyone's keys: a roll-up (one publish with Nats-Rollup: all to
+// any key) and a purge.
+func TestBucketRefusesRollupAndPurge(t *testing.T) {
+	reg := open(t)
+	ctx := t.Context()
+	if _, err := reg.StartHeartbeat(ctx, "gw", time.Hour, time.Minute, quiet); err != nil {
+		t.Fatal(err)
+	}
+	if err := reg.Register(ctx, "alice", "c1", Conn{Gateway: "gw"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, rollup := range []string{"all", "sub"} {
+		msg := nats.NewMsg(kvutil.Subject(reg.kv, messages.UserKey("mallory")))
+		msg.Header.Set("Nats-Rollup", rollup)
+		if _, err := reg.js.PublishMsg(ctx, msg); err == nil {
+			t.Errorf("a publish with Nats-Rollup: %s was stored", rollup)
+		}
+	}
+	if err := reg.kv.Purge(ctx, messages.UserKey("alice")); err == nil {
+		t.Error("KV purge succeeded")
+	}
+	s, err := reg.js.Stream(ctx, "KV_"+reg.kv.Bucket())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Purge(ctx); err == nil {
+		t.Error("stream purge succeeded")
+	}
+	if _, err := reg.kv.Get(ctx, messages.GatewayKey("gw")); err != nil {
+		t.Errorf("heartbeat: %v", err)
+	}
+	if conns, err := reg.Conns(ctx, "alice"); err != nil || len(conns) != 1 {
+		t.Errorf("alice: %v, %v", conns, err)
 	}
 }

@@ -26,10 +26,6 @@ import (
 	"github.com/callmesh/callmesh/messages"
 )
 
-// markerTTL is how long expiry markers stay in the bucket, long enough for
-// every watcher to see them.
-const markerTTL = time.Minute
-
 // casAttempts bounds compare-and-set retries on one key.
 const casAttempts = 32
 
@@ -61,14 +57,38 @@ type userRecord struct {
 }
 
 // Open creates or opens the presence bucket with the given replica count.
+//
+// Gateways write to this bucket, so it is hardened against a compromised
+// one: it refuses roll-ups (a publish with the header Nats-Rollup: all to
+// any key would wipe every key, heartbeats included) and purges. JetStream
+// allows no roll-up in a stream with delete markers, so a heartbeat whose
+// TTL runs out leaves no marker: Monitor notices it by reading the key.
+// The stream is the one CreateKeyValue would make, otherwise.
 func Open(ctx context.Context, js jetstream.JetStream, names messages.Names, replicas int) (*Registry, error) {
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket:         names.PresenceBucket(),
-		Description:    "callmesh presence: connections per user, gateway heartbeats",
-		History:        1,
-		Replicas:       replicas,
-		LimitMarkerTTL: markerTTL,
+	bucket := names.PresenceBucket()
+	_, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:              "KV_" + bucket,
+		Description:       "callmesh presence: connections per user, gateway heartbeats",
+		Subjects:          []string{"$KV." + bucket + ".>"},
+		MaxMsgsPerSubject: 1,
+		MaxBytes:          -1,
+		MaxMsgSize:        -1,
+		MaxMsgs:           -1,
+		MaxConsumers:      -1,
+		Storage:           jetstream.FileStorage,
+		Replicas:          replicas,
+		Discard:           jetstream.DiscardNew,
+		Duplicates:        2 * time.Minute,
+		AllowDirect:       true,
+		DenyDelete:        true,
+		DenyPurge:         true,
+		AllowRollup:       false,
+		AllowMsgTTL:       true, // heartbeats expire
 	})
+	if err != nil {
+		return nil, fmt.Errorf("presence: open bucket: %w", err)
+	}
+	kv, err := js.KeyValue(ctx, bucket)
 	if err != nil {
 		return nil, fmt.Errorf("presence: open bucket: %w", err)
 	}
