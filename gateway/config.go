@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -15,6 +16,16 @@ import (
 type Config struct {
 	// Prefix names subjects and buckets (messages.NewNames).
 	Prefix string
+	// Name is the gateway's name in the NATS permissions: the subjects
+	// private to it lie under <prefix>.gw.<Name>. (messages.GatewayRoot),
+	// which its NATS login alone may subscribe to (deploy/nats-auth.conf).
+	// Empty means "gateway".
+	Name string
+	// ID is the gateway's id, messages.NewGatewayID(Name); empty makes a
+	// fresh one. Its NATS connection must use Names.GatewayInbox(ID) as
+	// inbox prefix (nats.CustomInboxPrefix) where the NATS permissions
+	// confine gateways: that is the only inbox they let it read.
+	ID string
 	// Auth verifies client tokens.
 	Auth AuthConfig
 	// ExpiryWarning is how long before a session's token-expiry close (its
@@ -110,6 +121,7 @@ type ICEServerConfig struct {
 func DefaultConfig() Config {
 	return Config{
 		Prefix:          messages.DefaultPrefix,
+		Name:            "gateway",
 		Auth:            AuthConfig{Alg: "HS256", Leeway: 30 * time.Second},
 		ExpiryWarning:   time.Minute,
 		ICEServers:      []ICEServerConfig{{URLs: []string{"stun:stun.l.google.com:19302"}}},
@@ -138,6 +150,14 @@ func DefaultConfig() Config {
 // Validate reports every problem with c; New calls it.
 func (c *Config) Validate() error {
 	var errs []error
+	if c.Name != "" {
+		if err := messages.ValidGatewayName(c.Name); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if c.ID != "" && !strings.HasPrefix(c.ID, c.name()+".") {
+		errs = append(errs, fmt.Errorf("gateway id %q is not one of gateway name %q", c.ID, c.name()))
+	}
 	positive := map[string]time.Duration{
 		"ring timeout": c.RingTimeout, "heartbeat": c.Heartbeat, "write timeout": c.WriteTimeout,
 		"ping interval": c.PingInterval, "router timeout": c.RouterTimeout, "router attempt": c.RouterAttempt,
@@ -177,4 +197,12 @@ func (c *Config) Validate() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// name is the gateway's name, defaulted.
+func (c *Config) name() string {
+	if c.Name == "" {
+		return "gateway"
+	}
+	return c.Name
 }

@@ -22,6 +22,8 @@ type heldFrame struct {
 	outFrame
 	env  *messages.Envelope
 	bind *messages.Binding
+	// handedOver marks a frame another gateway held (resume.go).
+	handedOver bool
 }
 
 // hold keeps f for the socket that will serve the session, and reports
@@ -40,7 +42,7 @@ func (c *conn) hold(f outFrame, env *messages.Envelope, bind *messages.Binding) 
 		}()
 		return false
 	}
-	c.held = append(c.held, heldFrame{f, env, bind})
+	c.held = append(c.held, heldFrame{outFrame: f, env: env, bind: bind})
 	c.heldBytes += len(f.frame)
 	return true
 }
