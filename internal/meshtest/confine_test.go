@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/callmesh/callmesh/gateway"
 	"github.com/callmesh/callmesh/messages"
 	"github.com/callmesh/callmesh/presence"
 )
@@ -192,4 +193,28 @@ func TestHandedOverFramesAreValidated(t *testing.T) {
 		t.Fatalf("after the refused frames: %s, want pong p1", describe(e))
 	}
 	m.Barrier(c)
+}
+
+// A gateway that calls itself by another gateway's name is refused its
+// subscriptions by NATS, and its start ends with an error that says why
+// instead of waiting forever.
+func TestGatewayUnderAnotherNameDoesNotStart(t *testing.T) {
+	srv, _ := permissionsServer(t)
+	routerBuckets(t, srv)
+	names, _ := messages.NewNames(messages.DefaultPrefix)
+	cfg := gateway.DefaultConfig()
+	cfg.Auth = gateway.AuthConfig{Alg: "HS256", Secret: Secret}
+	cfg.Logger = quietLogger()
+	cfg.Name, cfg.ID = gateway2, messages.NewGatewayID(gateway2)
+	nc := connectAs(t, srv, gateway1, gateway1Password, nil, nats.CustomInboxPrefix(names.GatewayInbox(cfg.ID)))
+	ctx, cancel := context.WithTimeout(context.Background(), Wait)
+	defer cancel()
+	gw, err := gateway.New(ctx, cfg, nc)
+	if err == nil {
+		_ = gw.Shutdown(ctx)
+		t.Fatal("a gateway logged in as gateway-1 started as gateway-2")
+	}
+	if ctx.Err() != nil || !strings.Contains(err.Error(), "gateway.name") {
+		t.Fatalf("start: %v (context: %v), want the refusal naming gateway.name", err, ctx.Err())
+	}
 }
