@@ -120,6 +120,9 @@ func newConn(s *Server, ws *websocket.Conn, claims Claims, resume string) *conn 
 // serves it until it ends.
 func (c *conn) run() {
 	defer c.cancel()
+	// The token's expiry timer (newConn) refers to c: left armed, it would
+	// keep a refused or ended socket in memory until the token expires.
+	defer c.stopExpiry()
 	log := c.s.log.With("conn", c.id)
 	prev, resuming := c.s.resumable(c)
 	if err := c.s.subscribe(c); err != nil {
@@ -158,7 +161,6 @@ func (c *conn) run() {
 		return c.readLoop(ctx)
 	})
 	_ = g.Wait()
-	c.stopExpiry()
 	c.s.left(c)
 }
 
