@@ -17,7 +17,7 @@ import (
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
-func open(t *testing.T) *Registry {
+func open(t testing.TB) *Registry {
 	t.Helper()
 	names, _ := messages.NewNames("test")
 	reg, err := Open(t.Context(), natstest.JetStream(t), names, 1)
@@ -246,5 +246,33 @@ func TestChangesOutlastContention(t *testing.T) {
 	wg.Wait()
 	if conns, err := reg.Conns(ctx, "hal"); err != nil || len(conns) != 0 {
 		t.Fatalf("left behind: %v (%v)", conns, err)
+	}
+}
+
+// BenchmarkContendedChanges measures one user's record under contention:
+// each op is writers goroutines each registering and unregistering one
+// connection on the same key at once (ns/op is the whole round).
+func BenchmarkContendedChanges(b *testing.B) {
+	for _, writers := range []int{1, 10, 50} {
+		b.Run(fmt.Sprintf("writers=%d", writers), func(b *testing.B) {
+			reg := open(b)
+			ctx := b.Context()
+			for b.Loop() {
+				var wg sync.WaitGroup
+				for i := range writers {
+					wg.Go(func() {
+						conn := fmt.Sprintf("c%d", i)
+						at := Conn{Gateway: "gw", Holder: conn}
+						if err := reg.RegisterLimited(ctx, "ivy", conn, at, writers); err != nil {
+							b.Error(err)
+						}
+						if _, err := reg.Unregister(ctx, "ivy", conn, at); err != nil {
+							b.Error(err)
+						}
+					})
+				}
+				wg.Wait()
+			}
+		})
 	}
 }
