@@ -164,9 +164,9 @@ func (c *conn) run() {
 }
 
 // start registers a new session and returns its welcome, or nil when the
-// connection was refused (and closed).
-// The user's connections are counted in the compare-and-set that registers
-// this one; a connection that could not be counted is not welcomed.
+// connection was refused (and closed): 4004 when the user has as many
+// connections as allowed (counted in the compare-and-set that registers
+// this one), 1011 when it could not be counted.
 func (c *conn) start() []byte {
 	err := c.s.presence.RegisterLimited(c.ctx, c.user, c.id, c.presence(), c.s.cfg.MaxConnsPerUser)
 	if errors.Is(err, presence.ErrTooManyConns) {

@@ -64,6 +64,9 @@ func (s *Server) orphaned(o orphan) {
 
 // recheck has the repair check user's record for phantoms of this gateway.
 func (s *Server) recheck(user string) {
+	if user == "" {
+		return
+	}
 	s.repairs.mu.Lock()
 	defer s.repairs.mu.Unlock()
 	s.repairs.users[user] = struct{}{}

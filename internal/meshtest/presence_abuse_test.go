@@ -111,7 +111,7 @@ func TestConnLimitHoldsForSimultaneousConnects(t *testing.T) {
 // lasts, a connect is only ever refused for the limit (4004).
 func TestConnectByeChurnLeavesNoPresence(t *testing.T) {
 	const workers, churnFor = 40, 3 * time.Second
-	m := Start(t, Options{Gateway: NoInviteLimit})
+	m := Start(t, Options{Gateway: func(c *gateway.Config) { c.MaxConnsPerUser = 10 }})
 	token := m.Token("churn")
 	var welcomed, limited atomic.Int64
 	errs := make(chan error, workers)
