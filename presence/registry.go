@@ -31,8 +31,8 @@ import (
 // every watcher to see them.
 const markerTTL = time.Minute
 
-// ErrTooManyConns refuses a Register that would give a user more
-// connections than the limit.
+// ErrTooManyConns is RegisterLimited's refusal: the user has as many
+// connections as the limit allows.
 var ErrTooManyConns = errors.New("presence: too many connections for this user")
 
 // Registry reads and writes the presence bucket. It is safe for concurrent use.
@@ -218,8 +218,9 @@ func (r *Registry) get(ctx context.Context, user string) (userRecord, uint64, er
 // or ctx is done. edit reports whether it changed anything. There is no
 // bound on the retries but ctx: a conflict means another writer's change
 // landed, so the writers on one key make progress together, and a caller
-// that gave up early would leave its change undone (a connection over the
-// limit, or a phantom one that locks its user out).
+// that gave up early would refuse a connection for nothing, or leave one
+// that is gone in presence (a phantom: its user stays online, and it takes
+// a place under the limit).
 func (r *Registry) change(ctx context.Context, user string, edit func(*userRecord) bool) (bool, error) {
 	key := messages.UserKey(user)
 	for try := 1; ; try++ {
