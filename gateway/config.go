@@ -67,8 +67,9 @@ type Config struct {
 	InviteBurst int
 	// MaxConnsPerUser bounds a user's connections across the mesh: a
 	// connection over it is closed with 4004 (the newest is refused). The
-	// count is read from presence, so simultaneous connects may overshoot by
-	// a few. 0 means no limit.
+	// count is checked in the compare-and-set that registers the connection
+	// in presence, so simultaneous connects never overshoot; a connection
+	// that cannot be counted is closed with 1011. 0 means no limit.
 	MaxConnsPerUser int
 	// MaxConns bounds this gateway's connections: over it, /ws answers 503
 	// before the upgrade. 0 means no limit.

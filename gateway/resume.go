@@ -67,6 +67,9 @@ func (c *conn) takeOver(from presence.Conn) ([]byte, bool) {
 	prev, ok, err := s.presence.Takeover(c.ctx, c.user, c.id, from, c.presence())
 	if err != nil || !ok {
 		// The grace ran out or another socket resumed it first.
+		if err != nil { // or the takeover landed: the repair removes it
+			s.orphaned(orphan{user: c.user, conn: c.id, holder: c.holder})
+		}
 		s.unsubscribe(c)
 		c.closeWith(messages.CloseInternal, "the session could not be resumed; reconnect")
 		return nil, false

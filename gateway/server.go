@@ -61,6 +61,8 @@ type Server struct {
 	draining bool                 // guarded by mu
 	handover *nats.Subscription   // answers resumes of sessions held here
 	inbound  *nats.Subscription   // the routers' deliveries to this gateway
+
+	repairs repairs // presence entries to repair (reconcile.go)
 }
 
 // userSubs is the NATS subscription of one user and the user's connections
@@ -124,6 +126,7 @@ func New(ctx context.Context, cfg Config, nc *nats.Conn) (*Server, error) {
 		cfg: cfg, id: id, nc: nc, names: names, metrics: newMetrics(cfg.Metrics),
 		verifier: verifier, presence: reg, deliveries: make(chan *nats.Msg, deliveryBuffer),
 		users: map[string]*userSubs{}, conns: map[*conn]struct{}{},
+		repairs: repairs{orphans: map[string]orphan{}, users: map[string]struct{}{}},
 	}
 	s.log = cfg.Logger.With("component", "gateway", "gateway", s.id)
 	logReconnect := nc.Opts.ReconnectedCB
@@ -163,6 +166,7 @@ func New(ctx context.Context, cfg Config, nc *nats.Conn) (*Server, error) {
 	s.goRun(func() { s.hb.Run(s.bg, s.reregister) })
 	s.goRun(s.dispatch)
 	s.goRun(s.sendTails)
+	s.goRun(s.reconcile)
 
 	s.mux = http.NewServeMux()
 	s.mux.HandleFunc("GET /ws", s.serveWS)
@@ -339,6 +343,9 @@ func (s *Server) receive(m *nats.Msg, d *messages.Delivery, frame []byte) {
 		if !held[id] {
 			missing = append(missing, id)
 		}
+	}
+	if missing != nil {
+		s.recheck(d.User) // presence may name a connection of this gateway that no socket holds
 	}
 	if err := m.Respond(mustJSON(messages.Receipt{Missing: missing})); err != nil {
 		s.log.Warn("receipt", "err", err)

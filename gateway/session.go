@@ -107,16 +107,21 @@ func (s *Server) finish(c *conn) {
 	c.held = nil
 	c.mu.Unlock()
 	if !taken && s.bg.Err() == nil {
+		left := orphan{user: c.user, conn: c.id, holder: c.holder, bye: c.bye.Load()}
 		gone, err := s.presence.Unregister(s.bg, c.user, c.id, presence.Conn{Holder: c.holder})
-		if err != nil {
+		switch {
+		case err != nil:
 			s.log.Warn("unregister", "conn", c.id, "err", err)
-		}
-		if gone {
-			req := &messages.Request{Op: messages.OpLeave, User: c.user, Conn: c.id, Gateway: s.id, Bye: c.bye.Load()}
+			s.orphaned(left) // the repair removes it and tells the routers
+		case gone:
+			req := &messages.Request{Op: messages.OpLeave, User: c.user, Conn: c.id, Gateway: s.id, Bye: left.bye}
 			if _, err := s.request(s.bg, req); err != nil {
 				s.log.Warn("leave", "conn", c.id, "err", err)
+				left.removed = true
+				s.orphaned(left) // the repair tells the routers again
 			}
 		}
+		s.recheck(c.user)
 	}
 	s.unsubscribe(c)
 }
