@@ -407,8 +407,9 @@ func TestVerifyRefusals(t *testing.T) {
 		})
 	}
 
-	// The upper bound is inclusive. (An invalid UTF-8 sub never reaches the
-	// check: encoding/json decodes bad bytes as U+FFFD.)
+	// The upper bound is inclusive. (An invalid UTF-8 sub reaches the check
+	// as U+FFFD, which encoding/json puts in its place, and is refused as
+	// such: see meshtest's TestSubMustBeUnicodeText.)
 	authMustVerify(t, hs, hsSign(authWith("sub", strings.Repeat("a", 256))), strings.Repeat("a", 256))
 }
 

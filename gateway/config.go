@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -16,6 +17,16 @@ import (
 type Config struct {
 	// Prefix names subjects and buckets (messages.NewNames).
 	Prefix string
+	// Name is the gateway's name in the NATS permissions: the subjects
+	// private to it lie under <prefix>.gw.<Name>. (messages.GatewayRoot),
+	// which its NATS login alone may subscribe to (deploy/nats-auth.conf).
+	// Empty means "gateway".
+	Name string
+	// ID is the gateway's id, messages.NewGatewayID(Name); empty makes a
+	// fresh one. Its NATS connection must use Names.GatewayInbox(ID) as
+	// inbox prefix (nats.CustomInboxPrefix) where the NATS permissions
+	// confine gateways: that is the only inbox they let it read.
+	ID string
 	// Auth verifies client tokens.
 	Auth AuthConfig
 	// ExpiryWarning is how long before a session's token-expiry close (its
@@ -64,8 +75,9 @@ type Config struct {
 	InviteBurst int
 	// MaxConnsPerUser bounds a user's connections across the mesh: a
 	// connection over it is closed with 4004 (the newest is refused). The
-	// count is read from presence, so simultaneous connects may overshoot by
-	// a few. 0 means no limit.
+	// count is checked in the compare-and-set that registers the connection
+	// in presence, so simultaneous connects never overshoot; a connection
+	// that cannot be counted is closed with 1011. 0 means no limit.
 	MaxConnsPerUser int
 	// MaxConns bounds this gateway's connections: over it, /ws answers 503
 	// before the upgrade. 0 means no limit.
@@ -144,6 +156,7 @@ type ICEServerConfig struct {
 func DefaultConfig() Config {
 	return Config{
 		Prefix:          messages.DefaultPrefix,
+		Name:            "gateway",
 		Auth:            AuthConfig{Alg: "HS256", Leeway: 30 * time.Second},
 		ExpiryWarning:   time.Minute,
 		ICEServers:      []ICEServerConfig{{URLs: []string{"stun:stun.l.google.com:19302"}}},
@@ -180,6 +193,14 @@ func DefaultConfig() Config {
 // Validate reports every problem with c; New calls it.
 func (c *Config) Validate() error {
 	var errs []error
+	if c.Name != "" {
+		if err := messages.ValidGatewayName(c.Name); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if c.ID != "" && !strings.HasPrefix(c.ID, c.name()+".") {
+		errs = append(errs, fmt.Errorf("gateway id %q is not one of gateway name %q", c.ID, c.name()))
+	}
 	positive := map[string]time.Duration{
 		"ring timeout": c.RingTimeout, "heartbeat": c.Heartbeat, "write timeout": c.WriteTimeout,
 		"ping interval": c.PingInterval, "router timeout": c.RouterTimeout, "router attempt": c.RouterAttempt,
@@ -231,4 +252,12 @@ func (c *Config) Validate() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// name is the gateway's name, defaulted.
+func (c *Config) name() string {
+	if c.Name == "" {
+		return "gateway"
+	}
+	return c.Name
 }

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"errors"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -127,6 +128,9 @@ func newConn(s *Server, ws *websocket.Conn, claims Claims, resume string) *conn 
 // serves it until it ends.
 func (c *conn) run() {
 	defer c.cancel()
+	// The token's expiry timer (newConn) refers to c: left armed, it would
+	// keep a refused or ended socket in memory until the token expires.
+	defer c.stopExpiry()
 	log := c.s.log.With("conn", c.id)
 	prev, resuming := c.s.resumable(c)
 	if err := c.s.subscribe(c); err != nil {
@@ -165,24 +169,26 @@ func (c *conn) run() {
 		return c.readLoop(ctx)
 	})
 	_ = g.Wait()
-	c.stopExpiry()
 	c.s.left(c)
 }
 
 // start registers a new session and returns its welcome, or nil when the
-// connection was refused (and closed).
+// connection was refused (and closed): 4004 when the user has as many
+// connections as allowed (counted in the compare-and-set that registers
+// this one), 1011 when it could not be counted.
 func (c *conn) start() []byte {
-	if max := c.s.cfg.MaxConnsPerUser; max > 0 {
-		conns, err := c.s.presence.Conns(c.ctx, c.user)
-		if err == nil && len(conns) >= max {
-			c.s.unsubscribe(c)
-			c.closeWith(messages.CloseTooManyConns, "too many connections for this user")
-			return nil
-		}
+	err := c.s.presence.RegisterLimited(c.ctx, c.user, c.id, c.presence(), c.s.cfg.MaxConnsPerUser)
+	if errors.Is(err, presence.ErrTooManyConns) {
+		c.s.unsubscribe(c)
+		c.s.recheck(c.user) // a phantom of this gateway may take a place (reconcile.go)
+		c.closeWith(messages.CloseTooManyConns, "too many connections for this user")
+		return nil
 	}
-	if err := c.s.presence.Register(c.ctx, c.user, c.id, c.presence()); err != nil {
+	if err != nil {
 		c.s.log.Error("register", "conn", c.id, "err", err)
 		c.s.unsubscribe(c)
+		// The write may have landed: the repair removes it.
+		c.s.orphaned(orphan{user: c.user, conn: c.id, holder: c.holder})
 		c.closeWith(messages.CloseInternal, "unavailable")
 		return nil
 	}

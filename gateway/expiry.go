@@ -16,6 +16,11 @@ import (
 // The timers are armed with c.mu held, and their functions take c.mu before
 // reading their own *time.Timer: that orders the assignment before the read.
 // Frames are queued after c.mu is released: queueing may take c.mu itself.
+//
+// The timer's function refers to c, so run stops it on every way out: an
+// ended or refused socket must not stay in memory until its token expires.
+// How far away that is does not matter then (a token may say year 9999):
+// the timer of an open socket costs the same however long it waits.
 
 // setExpiry (re)arms the session's expiry for a token that expires at at:
 // the warning once for this token, then the close. Any earlier token's

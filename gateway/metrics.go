@@ -11,6 +11,9 @@ type metrics struct {
 	routerLatency *prometheus.HistogramVec // op
 	dropped       prometheus.Counter
 	resumed       prometheus.Counter
+	// refusedHandover counts frames another gateway handed over that
+	// failed validation (resume.go).
+	refusedHandover prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -40,9 +43,12 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		resumed: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "callmesh_gateway_sessions_resumed_total", Help: "Sessions resumed on this gateway (from this or another one).",
 		}),
+		refusedHandover: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "callmesh_gateway_handover_frames_refused_total", Help: "Frames another gateway handed over with a session that were not valid server frames (dropped).",
+		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.connections, m.received, m.refused, m.closed, m.relayed, m.routerLatency, m.dropped, m.resumed)
+		reg.MustRegister(m.connections, m.received, m.refused, m.closed, m.relayed, m.routerLatency, m.dropped, m.resumed, m.refusedHandover)
 	}
 	return m
 }

@@ -67,6 +67,9 @@ func (c *conn) takeOver(from presence.Conn) ([]byte, bool) {
 	prev, ok, err := s.presence.Takeover(c.ctx, c.user, c.id, from, c.presence())
 	if err != nil || !ok {
 		// The grace ran out or another socket resumed it first.
+		if err != nil { // or the takeover landed: the repair removes it
+			s.orphaned(orphan{user: c.user, conn: c.id, holder: c.holder})
+		}
 		s.unsubscribe(c)
 		c.closeWith(messages.CloseInternal, "the session could not be resumed; reconnect")
 		return nil, false
@@ -137,7 +140,9 @@ func (s *Server) askHandover(c *conn, gateway string) []messages.HeldFrame {
 }
 
 // prependHeld puts the handed-over frames before what c holds, dropping
-// the deliveries that c received too.
+// the deliveries that c received too. Another gateway's frames are decoded
+// and validated (messages.DecodeHeld) and sent re-encoded, never as they
+// came; catchUp delivers their signals only within c's calls.
 func (c *conn) prependHeld(frames []messages.HeldFrame) {
 	if len(frames) == 0 {
 		return
@@ -145,10 +150,16 @@ func (c *conn) prependHeld(frames []messages.HeldFrame) {
 	seen := make(map[string]bool, len(frames))
 	held := make([]heldFrame, 0, len(frames))
 	for _, f := range frames {
+		env, err := messages.DecodeHeld(f.Frame, c.s.cfg.MaxDataBytes)
+		if err != nil || len(f.ID) > messages.MaxIDLen {
+			c.s.metrics.refusedHandover.Inc()
+			c.s.log.Warn("resume: handed-over frame refused", "conn", c.id, "err", err)
+			continue
+		}
 		if f.ID != "" {
 			seen[f.ID] = true
 		}
-		held = append(held, heldFrame{outFrame: outFrame{id: f.ID, frame: f.Frame}})
+		held = append(held, heldFrame{outFrame: outFrame{id: f.ID, frame: messages.Encode(env)}, env: env, handedOver: true})
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -161,6 +172,13 @@ func (c *conn) prependHeld(frames []messages.HeldFrame) {
 	for _, f := range held {
 		c.heldBytes += len(f.frame)
 	}
+}
+
+// fromPeer reports whether a handed-over signal belongs to one of c's
+// accepted calls, from its peer. Guarded by mu.
+func (c *conn) fromPeer(env *messages.Envelope) bool {
+	v := c.calls[env.Call]
+	return v != nil && v.state == "accepted" && v.peer == env.From
 }
 
 // unrotate puts back the resume secret the client still has, when the
@@ -192,7 +210,14 @@ func (c *conn) catchUp() bool {
 		}
 		out := batch[:0]
 		for _, f := range batch {
-			if f.env == nil || c.apply(f.id, f.env, f.bind) {
+			switch {
+			case f.handedOver:
+				// What the old socket held: the client has not seen it, and
+				// the calls came from the routers since (takeOver).
+				if f.env.Type != messages.TypeSignal || c.fromPeer(f.env) {
+					out = append(out, f)
+				}
+			case f.env == nil || c.apply(f.id, f.env, f.bind):
 				out = append(out, f)
 			}
 		}

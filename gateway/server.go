@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -61,6 +62,8 @@ type Server struct {
 	draining bool                 // guarded by mu
 	handover *nats.Subscription   // answers resumes of sessions held here
 	inbound  *nats.Subscription   // the routers' deliveries to this gateway
+
+	repairs repairs // presence entries to repair (reconcile.go)
 }
 
 // userSubs is the NATS subscription of one user and the user's connections
@@ -91,21 +94,42 @@ func New(ctx context.Context, cfg Config, nc *nats.Conn) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("gateway: auth: %w", err)
 	}
+	id := cfg.ID
+	if id == "" {
+		id = messages.NewGatewayID(cfg.name())
+	}
+	// Until it has started, a subscription NATS refuses (the gateway's own
+	// subjects under a Name its login is not entitled to, or an inbox
+	// prefix not its own) ends the start: waiting would not help.
+	ctx, refused := context.WithCancelCause(ctx)
+	defer refused(nil)
+	nc.SetErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+		if errors.Is(err, nats.ErrPermissionViolation) && strings.Contains(strings.ToLower(err.Error()), "subscription") {
+			refused(fmt.Errorf("gateway: %w: gateway.name %q must be the name this NATS login is entitled to, and its inbox prefix %s (deploy/nats-auth.conf)",
+				err, cfg.name(), names.GatewayInbox(id)))
+		}
+	})
+	startErr := func(err error) error {
+		if cause := context.Cause(ctx); cause != nil && cause != ctx.Err() {
+			return cause
+		}
+		return err
+	}
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return nil, fmt.Errorf("gateway: jetstream: %w", err)
 	}
 	reg, err := presence.Bind(ctx, js, names) // the routers create the buckets
 	if err != nil {
-		return nil, err
+		return nil, startErr(err)
 	}
 	s := &Server{
-		cfg: cfg, id: messages.NewID(), nc: nc, names: names, metrics: newMetrics(cfg.Metrics),
+		cfg: cfg, id: id, nc: nc, names: names, metrics: newMetrics(cfg.Metrics),
 		verifier: verifier, presence: reg, deliveries: make(chan *nats.Msg, deliveryBuffer),
 		users: map[string]*userSubs{}, conns: map[*conn]struct{}{}, guard: newFloodGuard(cfg),
+		repairs: repairs{orphans: map[string]orphan{}, users: map[string]struct{}{}},
 	}
 	s.log = cfg.Logger.With("component", "gateway", "gateway", s.id)
-	nc.SetErrorHandler(s.countDrops)
 	logReconnect := nc.Opts.ReconnectedCB
 	nc.SetReconnectHandler(func(nc *nats.Conn) {
 		if logReconnect != nil {
@@ -118,20 +142,32 @@ func New(ctx context.Context, cfg Config, nc *nats.Conn) (*Server, error) {
 	if s.inbound, err = nc.ChanSubscribe(names.DeliverSubject(s.id), s.deliveries); err != nil {
 		return nil, fmt.Errorf("gateway: subscribe deliveries: %w", err)
 	}
+	if s.handover, err = nc.Subscribe(names.GatewaySubject(s.id), s.serveHandover); err != nil {
+		return nil, fmt.Errorf("gateway: subscribe handover: %w", err)
+	}
 	err = kvutil.Retry(ctx, s.log, "create heartbeat", func(ctx context.Context) (err error) {
+		// The server has answered the subscriptions: a refusal has
+		// reached the error handler (and ended ctx) before the flush.
+		if err := nc.FlushTimeout(cfg.RouterAttempt); err != nil {
+			return err
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
 		s.hb, err = reg.StartHeartbeat(ctx, s.id, cfg.Heartbeat, cfg.HeartbeatTTL, s.log)
 		return err
 	})
 	if err != nil {
-		return nil, err
+		_ = s.inbound.Unsubscribe()
+		_ = s.handover.Unsubscribe()
+		return nil, startErr(err)
 	}
+	nc.SetErrorHandler(s.countDrops)
 	s.bg, s.cancel = context.WithCancel(context.Background())
 	s.goRun(func() { s.hb.Run(s.bg, s.reregister) })
 	s.goRun(s.dispatch)
 	s.goRun(s.sendTails)
-	if s.handover, err = nc.Subscribe(names.GatewaySubject(s.id), s.serveHandover); err != nil {
-		return nil, fmt.Errorf("gateway: subscribe handover: %w", err)
-	}
+	s.goRun(s.reconcile)
 
 	s.mux = http.NewServeMux()
 	s.mux.HandleFunc("GET /ws", s.serveWS)
@@ -308,6 +344,9 @@ func (s *Server) receive(m *nats.Msg, d *messages.Delivery, frame []byte) {
 		if !held[id] {
 			missing = append(missing, id)
 		}
+	}
+	if missing != nil {
+		s.recheck(d.User) // presence may name a connection of this gateway that no socket holds
 	}
 	if err := m.Respond(mustJSON(messages.Receipt{Missing: missing})); err != nil {
 		s.log.Warn("receipt", "err", err)

@@ -22,6 +22,8 @@ type heldFrame struct {
 	outFrame
 	env  *messages.Envelope
 	bind *messages.Binding
+	// handedOver marks a frame another gateway held (resume.go).
+	handedOver bool
 }
 
 // hold keeps f for the socket that will serve the session, and reports
@@ -40,7 +42,7 @@ func (c *conn) hold(f outFrame, env *messages.Envelope, bind *messages.Binding) 
 		}()
 		return false
 	}
-	c.held = append(c.held, heldFrame{f, env, bind})
+	c.held = append(c.held, heldFrame{outFrame: f, env: env, bind: bind})
 	c.heldBytes += len(f.frame)
 	return true
 }
@@ -105,16 +107,21 @@ func (s *Server) finish(c *conn) {
 	c.held = nil
 	c.mu.Unlock()
 	if !taken && s.bg.Err() == nil {
+		left := orphan{user: c.user, conn: c.id, holder: c.holder, bye: c.bye.Load()}
 		gone, err := s.presence.Unregister(s.bg, c.user, c.id, presence.Conn{Holder: c.holder})
-		if err != nil {
+		switch {
+		case err != nil:
 			s.log.Warn("unregister", "conn", c.id, "err", err)
-		}
-		if gone {
-			req := &messages.Request{Op: messages.OpLeave, User: c.user, Conn: c.id, Gateway: s.id, Bye: c.bye.Load()}
+			s.orphaned(left) // the repair removes it and tells the routers
+		case gone:
+			req := &messages.Request{Op: messages.OpLeave, User: c.user, Conn: c.id, Gateway: s.id, Bye: left.bye}
 			if _, err := s.request(s.bg, req); err != nil {
 				s.log.Warn("leave", "conn", c.id, "err", err)
+				left.removed = true
+				s.orphaned(left) // the repair tells the routers again
 			}
 		}
+		s.recheck(c.user)
 	}
 	s.unsubscribe(c)
 }

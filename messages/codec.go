@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"unicode/utf8"
 )
 
@@ -91,7 +92,12 @@ func Decode(frame []byte, maxData int) (*Envelope, error) {
 	return &e, nil
 }
 
-// ValidUserID reports why id is not a legal user id: 1–256 bytes of UTF-8.
+// ValidUserID reports why id is not a legal user id: 1–256 bytes of UTF-8
+// without U+FFFD. JSON decoding (of a frame or of a token's claims) turns a
+// lone surrogate escape or bytes that are not UTF-8 into U+FFFD, so that
+// "\ud800x" and "\udc00x" would both name the user "\ufffdx": after decoding,
+// U+FFFD is the only trace of such a lossy conversion, and no user id may
+// hold it.
 func ValidUserID(id string) error {
 	switch {
 	case id == "":
@@ -100,6 +106,8 @@ func ValidUserID(id string) error {
 		return fmt.Errorf("user id is %d bytes, the limit is %d", len(id), MaxUserIDLen)
 	case !utf8.ValidString(id):
 		return fmt.Errorf("user id is not valid UTF-8")
+	case strings.ContainsRune(id, utf8.RuneError):
+		return fmt.Errorf("user id contains U+FFFD, which stands for text that was not valid UTF-8 or UTF-16 (a lone surrogate)")
 	}
 	return nil
 }

@@ -119,6 +119,9 @@ func TestDecodeRefuses(t *testing.T) {
 		{"invite to 257 bytes", frame(t, map[string]any{"type": "invite", "id": "i3", "to": to257}), 0, CodeBadRequest, "i3"},
 		{"invite to 257 ascii", frame(t, map[string]any{"type": "invite", "id": "i4", "to": long(257)}), 0, CodeBadRequest, "i4"},
 		{"invite to not a string", []byte(`{"type":"invite","id":"i5","to":["bob"]}`), 0, CodeBadRequest, ""},
+		{"invite to lone high surrogate", []byte(`{"type":"invite","id":"i6","to":"\ud800x"}`), 0, CodeBadRequest, "i6"},
+		{"invite to lone low surrogate", []byte(`{"type":"invite","id":"i7","to":"\udc00x"}`), 0, CodeBadRequest, "i7"},
+		{"invite to U+FFFD", []byte(`{"type":"invite","id":"i8","to":"\ufffdx"}`), 0, CodeBadRequest, "i8"},
 		// missing or malformed type
 		{"missing type", []byte(`{"id":"t1","to":"bob"}`), 0, CodeBadRequest, "t1"},
 		{"empty type", []byte(`{"type":"","id":"t2"}`), 0, CodeBadRequest, "t2"},

@@ -2,6 +2,7 @@ package messages
 
 import (
 	"encoding/base64"
+	"strings"
 	"testing"
 )
 
@@ -22,5 +23,21 @@ func TestNewID(t *testing.T) {
 			t.Fatalf("NewID() repeated %q", id)
 		}
 		seen[id] = true
+	}
+}
+
+func TestValidUserID(t *testing.T) {
+	for _, id := range []string{"a", "alice@example.com", "a.b.*.>", "zoë 李", "😀", strings.Repeat("a", MaxUserIDLen)} {
+		if err := ValidUserID(id); err != nil {
+			t.Errorf("ValidUserID(%q) = %v, want nil", id, err)
+		}
+	}
+	for _, id := range []string{
+		"", strings.Repeat("a", MaxUserIDLen+1), "bob\xff",
+		"\ufffdx", "x\ufffd", // what JSON decoding makes of "\ud800x", "x\udc00" or "x\xff"
+	} {
+		if err := ValidUserID(id); err == nil {
+			t.Errorf("ValidUserID(%q) = nil, want an error", id)
+		}
 	}
 }

@@ -69,15 +69,42 @@ func (n Names) UserSubject(user string) string {
 // RouterSubject is where gateways send requests to the router queue group.
 func (n Names) RouterSubject() string { return n.prefix + ".router" }
 
+// A gateway's id is "<name>.<instance>": the name its NATS login is
+// entitled to (gateway.name; NATS permissions are per name, see
+// deploy/nats-auth.conf) and a random instance, new for every process, so a
+// restarted gateway never inherits what presence still lists for its
+// predecessor. Every subject private to one gateway lies under
+// GatewayRoot(id), so one NATS permission, <prefix>.gw.<name>.>, lets a
+// gateway subscribe to its own and to nothing of another's.
+
+// NewGatewayID returns a fresh id for a gateway of that name (ValidGatewayName).
+func NewGatewayID(name string) string { return name + "." + NewID() }
+
+// ValidGatewayName reports whether name may name gateways: 1–64 letters,
+// digits, '-' or '_' (one subject token).
+func ValidGatewayName(name string) error {
+	if name == "" || len(name) > 64 || !ValidCallID(name) {
+		return fmt.Errorf("messages: gateway name %q must be 1–64 letters, digits, '-' or '_'", name)
+	}
+	return nil
+}
+
+// GatewayRoot is the subject tree private to gateway id.
+func (n Names) GatewayRoot(gateway string) string { return n.prefix + ".gw." + gateway }
+
 // GatewaySubject is where gateway id answers handover requests: another
 // gateway resuming one of its sessions asks it for what it held meanwhile.
-// Gateway ids are NewID values (base64url), safe as one subject token.
-func (n Names) GatewaySubject(gateway string) string { return n.prefix + ".gw." + gateway }
+func (n Names) GatewaySubject(gateway string) string { return n.GatewayRoot(gateway) + ".handover" }
 
 // DeliverSubject is where routers post their deliveries for the
 // connections gateway holds. The gateway subscribes once, at its start,
 // before presence can name it as any connection's holder.
-func (n Names) DeliverSubject(gateway string) string { return n.prefix + ".deliver." + gateway }
+func (n Names) DeliverSubject(gateway string) string { return n.GatewayRoot(gateway) + ".deliver" }
+
+// GatewayInbox is the inbox prefix of gateway's NATS connection
+// (nats.CustomInboxPrefix): replies to it, from routers, other gateways and
+// JetStream, reach no other gateway.
+func (n Names) GatewayInbox(gateway string) string { return n.GatewayRoot(gateway) + ".inbox" }
 
 // RouterQueue is the queue group of the routers.
 func (n Names) RouterQueue() string { return n.prefix + "-routers" }

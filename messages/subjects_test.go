@@ -173,7 +173,7 @@ func TestCallAndGatewayKeys(t *testing.T) {
 	for range 100 {
 		id := NewID()
 		checkKey(t, CallKey(id))
-		checkKey(t, GatewayKey(id))
+		checkKey(t, GatewayKey(NewGatewayID("gateway-1")))
 	}
 	// Every valid call id is a legal key.
 	for _, id := range []string{"-", "_", "a", strings.Repeat("Zz9-_", 12) + "abcd"} {
@@ -181,5 +181,34 @@ func TestCallAndGatewayKeys(t *testing.T) {
 			t.Fatalf("ValidCallID(%q) = false", id)
 		}
 		checkKey(t, CallKey(id))
+	}
+}
+
+// A gateway's subjects all lie under its root, which one NATS permission
+// (<prefix>.gw.<name>.>) grants; another gateway's never do.
+func TestGatewaySubjectsShareTheirRoot(t *testing.T) {
+	n, err := NewNames("cm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := NewGatewayID("gateway-1")
+	other := NewGatewayID("gateway-10")
+	for _, s := range []string{n.GatewaySubject(id), n.DeliverSubject(id), n.GatewayInbox(id)} {
+		if !strings.HasPrefix(s, "cm.gw.gateway-1.") {
+			t.Errorf("%q is not under cm.gw.gateway-1.", s)
+		}
+	}
+	for _, s := range []string{n.GatewaySubject(other), n.DeliverSubject(other), n.GatewayInbox(other)} {
+		if strings.HasPrefix(s, "cm.gw.gateway-1.") {
+			t.Errorf("%q is under cm.gw.gateway-1.", s)
+		}
+	}
+	for _, bad := range []string{"", "a.b", "*", ">", "a b", strings.Repeat("a", 65)} {
+		if ValidGatewayName(bad) == nil {
+			t.Errorf("ValidGatewayName(%q) = nil", bad)
+		}
+	}
+	if err := ValidGatewayName("gateway-1"); err != nil {
+		t.Error(err)
 	}
 }

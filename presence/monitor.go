@@ -28,6 +28,7 @@ type Monitor struct {
 
 	mu        sync.Mutex
 	alive     map[string]bool              // gateway → key present; guarded by mu
+	beats     map[string]uint64            // gateway → revision of its key last seen; guarded by mu
 	deadSince map[string]time.Time         // gateway → when first seen without key; guarded by mu
 	conns     map[string]map[string]string // user → conn → gateway; guarded by mu
 	evicting  map[string]bool              // conn → eviction started; guarded by mu
@@ -37,7 +38,7 @@ type Monitor struct {
 func NewMonitor(reg *Registry, grace, resync time.Duration, evict EvictFunc, log *slog.Logger) *Monitor {
 	return &Monitor{
 		reg: reg, grace: grace, resync: resync, evict: evict, log: log,
-		alive: map[string]bool{}, deadSince: map[string]time.Time{},
+		alive: map[string]bool{}, beats: map[string]uint64{}, deadSince: map[string]time.Time{},
 		conns: map[string]map[string]string{}, evicting: map[string]bool{},
 	}
 }
@@ -56,10 +57,35 @@ func (m *Monitor) Run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case now := <-t.C:
+			m.checkBeats(ctx)
 			for _, v := range m.due(now) {
 				m.evict(ctx, v.user, v.conn, v.gateway)
 			}
 		}
+	}
+}
+
+// checkBeats reads the heartbeat key of every gateway alive so far, and
+// starts the grace of those whose key has expired: an expiry leaves no
+// marker in the bucket (Open), so no watcher sees it.
+func (m *Monitor) checkBeats(ctx context.Context) {
+	m.mu.Lock()
+	beats := make(map[string]uint64, len(m.alive))
+	for gw := range m.alive {
+		beats[gw] = m.beats[gw]
+	}
+	m.mu.Unlock()
+	for gw, rev := range beats {
+		if expired, err := m.reg.heartbeatExpired(ctx, gw); !expired || err != nil {
+			continue // alive, or unknown: the next tick reads again
+		}
+		m.mu.Lock()
+		if m.alive[gw] && m.beats[gw] == rev { // no refresh seen meanwhile
+			delete(m.alive, gw)
+			delete(m.beats, gw)
+			m.markDead(gw)
+		}
+		m.mu.Unlock()
 	}
 }
 
@@ -116,6 +142,7 @@ func (m *Monitor) Sync(entries map[string]kvwatch.Entry) {
 	}
 	for gw := range m.alive {
 		if !alive[gw] {
+			delete(m.beats, gw)
 			m.markDead(gw)
 		}
 	}
@@ -137,10 +164,12 @@ func (m *Monitor) apply(e kvwatch.Entry, alive map[string]bool) {
 		gw := strings.TrimPrefix(e.Key, "gw.")
 		if e.Deleted {
 			delete(alive, gw)
+			delete(m.beats, gw)
 			m.markDead(gw)
 			return
 		}
 		alive[gw] = true
+		m.beats[gw] = e.Revision
 		delete(m.deadSince, gw)
 	case strings.HasPrefix(e.Key, "user."):
 		user, err := messages.DecodeUserID(strings.TrimPrefix(e.Key, "user."))

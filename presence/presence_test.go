@@ -2,19 +2,25 @@ package presence
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
+	"github.com/callmesh/callmesh/internal/kvutil"
 	"github.com/callmesh/callmesh/internal/natstest"
 	"github.com/callmesh/callmesh/messages"
 )
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
-func open(t *testing.T) *Registry {
+func open(t testing.TB) *Registry {
 	t.Helper()
 	names, _ := messages.NewNames("test")
 	reg, err := Open(t.Context(), natstest.JetStream(t), names, 1)
@@ -78,8 +84,9 @@ func TestRegisterAcrossGateways(t *testing.T) {
 }
 
 // A gateway that stops refreshing its heartbeat is noticed through the
-// key's TTL; its connections are evicted after the grace, the live
-// gateway's never.
+// key's TTL (no resync helps here: the key's expiry leaves no marker, the
+// monitor reads the key); its connections are evicted after the grace, the
+// live gateway's never.
 func TestMonitorEvictsDeadGateway(t *testing.T) {
 	reg := open(t)
 	ctx := t.Context()
@@ -100,7 +107,7 @@ func TestMonitorEvictsDeadGateway(t *testing.T) {
 	ev := &evictions{seen: map[string]string{}}
 	mctx, stop := context.WithCancel(ctx)
 	defer stop()
-	go NewMonitor(reg, 300*time.Millisecond, time.Second, ev.evict, quiet).Run(mctx)
+	go NewMonitor(reg, 300*time.Millisecond, time.Hour, ev.evict, quiet).Run(mctx)
 
 	natstest.Eventually(t, "eviction of the dead gateway's connection", func() bool { return ev.has("c-dead") })
 	// Let the live gateway outlive several TTLs: heartbeats must keep its key.
@@ -160,5 +167,153 @@ func TestTakeoverNeedsTheSecretAndMovesTheConnection(t *testing.T) {
 	}
 	if gone, err := reg.Unregister(ctx, "dana", "c1", Conn{Gateway: "g2"}); !gone || err != nil {
 		t.Fatalf("holder's unregister: gone=%v err=%v", gone, err)
+	}
+}
+
+// Gateways write to the bucket, so it refuses what would let one of them
+// erase everyone's keys: a roll-up (one publish with Nats-Rollup: all to
+// any key) and a purge.
+func TestBucketRefusesRollupAndPurge(t *testing.T) {
+	reg := open(t)
+	ctx := t.Context()
+	if _, err := reg.StartHeartbeat(ctx, "gw", time.Hour, time.Minute, quiet); err != nil {
+		t.Fatal(err)
+	}
+	if err := reg.Register(ctx, "alice", "c1", Conn{Gateway: "gw"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, rollup := range []string{"all", "sub"} {
+		msg := nats.NewMsg(kvutil.Subject(reg.kv, messages.UserKey("mallory")))
+		msg.Header.Set("Nats-Rollup", rollup)
+		if _, err := reg.js.PublishMsg(ctx, msg); err == nil {
+			t.Errorf("a publish with Nats-Rollup: %s was stored", rollup)
+		}
+	}
+	if err := reg.kv.Purge(ctx, messages.UserKey("alice")); err == nil {
+		t.Error("KV purge succeeded")
+	}
+	s, err := reg.js.Stream(ctx, "KV_"+reg.kv.Bucket())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Purge(ctx); err == nil {
+		t.Error("stream purge succeeded")
+	}
+	if _, err := reg.kv.Get(ctx, messages.GatewayKey("gw")); err != nil {
+		t.Errorf("heartbeat: %v", err)
+	}
+	if conns, err := reg.Conns(ctx, "alice"); err != nil || len(conns) != 1 {
+		t.Errorf("alice: %v, %v", conns, err)
+	}
+}
+
+// Simultaneous limited registers of one user never admit more than the
+// limit, and each one not admitted is told so (not failed).
+func TestRegisterLimitedNeverExceedsTheLimit(t *testing.T) {
+	const limit, writers = 5, 60
+	reg := open(t)
+	ctx := t.Context()
+	var admitted, refused atomic.Int64
+	var wg sync.WaitGroup
+	for i := range writers {
+		wg.Go(func() {
+			conn := fmt.Sprintf("c%d", i)
+			err := reg.RegisterLimited(ctx, "fay", conn, Conn{Gateway: fmt.Sprintf("gw%d", i%3), Holder: conn}, limit)
+			switch {
+			case err == nil:
+				admitted.Add(1)
+			case errors.Is(err, ErrTooManyConns):
+				refused.Add(1)
+			default:
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	conns, err := reg.Conns(ctx, "fay")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if admitted.Load() != limit || refused.Load() != writers-limit || len(conns) != limit {
+		t.Fatalf("admitted %d, refused %d, registered %d; want %d, %d, %d",
+			admitted.Load(), refused.Load(), len(conns), limit, writers-limit, limit)
+	}
+}
+
+// At the limit, a retry of a register that landed is not refused, and a
+// connection being evicted leaves its place to a new one.
+func TestRegisterLimitedCountsLiveConnections(t *testing.T) {
+	reg := open(t)
+	ctx := t.Context()
+	at := Conn{Gateway: "gw", Holder: "s1"}
+	if err := reg.RegisterLimited(ctx, "gil", "c1", at, 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := reg.RegisterLimited(ctx, "gil", "c1", at, 1); err != nil {
+		t.Fatalf("retry of a register that landed: %v", err)
+	}
+	if err := reg.RegisterLimited(ctx, "gil", "c2", Conn{Gateway: "gw", Holder: "s2"}, 1); !errors.Is(err, ErrTooManyConns) {
+		t.Fatalf("second connection over a limit of 1: %v, want %v", err, ErrTooManyConns)
+	}
+	if _, ok, err := reg.Takeover(ctx, "gil", "c1", Conn{Gateway: "gw"}, Conn{Gateway: "gw", Holder: Evicted}); !ok || err != nil {
+		t.Fatalf("evict: %v %v", ok, err)
+	}
+	if err := reg.RegisterLimited(ctx, "gil", "c2", Conn{Gateway: "gw", Holder: "s2"}, 1); err != nil {
+		t.Fatalf("register beside a connection being evicted: %v", err)
+	}
+}
+
+// Many writers registering and unregistering on one user's record at once
+// all get their change in: none gives up on the conflicts, and nothing is
+// left behind.
+func TestChangesOutlastContention(t *testing.T) {
+	const writers = 100
+	reg := open(t)
+	ctx := t.Context()
+	var wg sync.WaitGroup
+	for i := range writers {
+		wg.Go(func() {
+			conn := fmt.Sprintf("c%d", i)
+			at := Conn{Gateway: fmt.Sprintf("gw%d", i%2), Holder: conn}
+			if err := reg.Register(ctx, "hal", conn, at); err != nil {
+				t.Errorf("register %s: %v", conn, err)
+				return
+			}
+			if gone, err := reg.Unregister(ctx, "hal", conn, at); !gone || err != nil {
+				t.Errorf("unregister %s: gone=%v, %v", conn, gone, err)
+			}
+		})
+	}
+	wg.Wait()
+	if conns, err := reg.Conns(ctx, "hal"); err != nil || len(conns) != 0 {
+		t.Fatalf("left behind: %v (%v)", conns, err)
+	}
+}
+
+// BenchmarkContendedChanges measures one user's record under contention:
+// each op is writers goroutines each registering and unregistering one
+// connection on the same key at once (ns/op is the whole round).
+func BenchmarkContendedChanges(b *testing.B) {
+	for _, writers := range []int{1, 10, 50} {
+		b.Run(fmt.Sprintf("writers=%d", writers), func(b *testing.B) {
+			reg := open(b)
+			ctx := b.Context()
+			for b.Loop() {
+				var wg sync.WaitGroup
+				for i := range writers {
+					wg.Go(func() {
+						conn := fmt.Sprintf("c%d", i)
+						at := Conn{Gateway: "gw", Holder: conn}
+						if err := reg.RegisterLimited(ctx, "ivy", conn, at, writers); err != nil {
+							b.Error(err)
+						}
+						if _, err := reg.Unregister(ctx, "ivy", conn, at); err != nil {
+							b.Error(err)
+						}
+					})
+				}
+				wg.Wait()
+			}
+		})
 	}
 }

@@ -18,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -26,12 +27,9 @@ import (
 	"github.com/callmesh/callmesh/messages"
 )
 
-// markerTTL is how long expiry markers stay in the bucket, long enough for
-// every watcher to see them.
-const markerTTL = time.Minute
-
-// casAttempts bounds compare-and-set retries on one key.
-const casAttempts = 32
+// ErrTooManyConns is RegisterLimited's refusal: the user has as many
+// connections as the limit allows.
+var ErrTooManyConns = errors.New("presence: too many connections for this user")
 
 // Registry reads and writes the presence bucket. It is safe for concurrent use.
 type Registry struct {
@@ -61,14 +59,38 @@ type userRecord struct {
 }
 
 // Open creates or opens the presence bucket with the given replica count.
+//
+// Gateways write to this bucket, so it is hardened against a compromised
+// one: it refuses roll-ups (a publish with the header Nats-Rollup: all to
+// any key would wipe every key, heartbeats included) and purges. JetStream
+// allows no roll-up in a stream with delete markers, so a heartbeat whose
+// TTL runs out leaves no marker: Monitor notices it by reading the key.
+// The stream is the one CreateKeyValue would make, otherwise.
 func Open(ctx context.Context, js jetstream.JetStream, names messages.Names, replicas int) (*Registry, error) {
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket:         names.PresenceBucket(),
-		Description:    "callmesh presence: connections per user, gateway heartbeats",
-		History:        1,
-		Replicas:       replicas,
-		LimitMarkerTTL: markerTTL,
+	bucket := names.PresenceBucket()
+	_, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:              "KV_" + bucket,
+		Description:       "callmesh presence: connections per user, gateway heartbeats",
+		Subjects:          []string{"$KV." + bucket + ".>"},
+		MaxMsgsPerSubject: 1,
+		MaxBytes:          -1,
+		MaxMsgSize:        -1,
+		MaxMsgs:           -1,
+		MaxConsumers:      -1,
+		Storage:           jetstream.FileStorage,
+		Replicas:          replicas,
+		Discard:           jetstream.DiscardNew,
+		Duplicates:        2 * time.Minute,
+		AllowDirect:       true,
+		DenyDelete:        true,
+		DenyPurge:         true,
+		AllowRollup:       false,
+		AllowMsgTTL:       true, // heartbeats expire
 	})
+	if err != nil {
+		return nil, fmt.Errorf("presence: open bucket: %w", err)
+	}
+	kv, err := js.KeyValue(ctx, bucket)
 	if err != nil {
 		return nil, fmt.Errorf("presence: open bucket: %w", err)
 	}
@@ -99,16 +121,44 @@ func Bind(ctx context.Context, js jetstream.JetStream, names messages.Names) (*R
 // KV returns the underlying bucket (for watchers).
 func (r *Registry) KV() jetstream.KeyValue { return r.kv }
 
-// Register records conn of user as held at.
+// Register records conn of user as held at, whatever the user's number of
+// connections (for a connection that was counted already).
 func (r *Registry) Register(ctx context.Context, user, conn string, at Conn) error {
+	return r.RegisterLimited(ctx, user, conn, at, 0)
+}
+
+// RegisterLimited records conn of user as held at, unless the user already
+// has max other connections (those being evicted not counted): then it
+// returns ErrTooManyConns. The count is checked in the compare-and-set of
+// the write, so simultaneous registers on any number of gateways never
+// exceed max. A connection already registered (a retry) is never refused.
+// max 0 means no limit.
+func (r *Registry) RegisterLimited(ctx context.Context, user, conn string, at Conn, max int) error {
+	var full bool
 	_, err := r.change(ctx, user, func(rec *userRecord) bool {
-		if cur, ok := rec.Conns[conn]; ok && cur == at {
+		cur, ok := rec.Conns[conn]
+		full = !ok && max > 0 && live(rec.Conns) >= max
+		if full || ok && cur == at {
 			return false
 		}
 		rec.Conns[conn] = at
 		return true
 	})
+	if err == nil && full {
+		return ErrTooManyConns
+	}
 	return err
+}
+
+// live counts the connections that are not being evicted.
+func live(conns map[string]Conn) int {
+	n := 0
+	for _, c := range conns {
+		if c.Holder != Evicted {
+			n++
+		}
+	}
+	return n
 }
 
 // Takeover moves conn of user to next if it is still registered as from
@@ -184,10 +234,16 @@ func (r *Registry) get(ctx context.Context, user string) (userRecord, uint64, er
 }
 
 // change applies edit to user's record with compare-and-set, retrying on a
-// conflicting write. edit reports whether it changed anything.
+// conflicting write after a jittered pause (conflictPause) until it lands
+// or ctx is done. edit reports whether it changed anything. There is no
+// bound on the retries but ctx: a conflict means another writer's change
+// landed, so the writers on one key make progress together, and a caller
+// that gave up early would refuse a connection for nothing, or leave one
+// that is gone in presence (a phantom: its user stays online, and it takes
+// a place under the limit).
 func (r *Registry) change(ctx context.Context, user string, edit func(*userRecord) bool) (bool, error) {
 	key := messages.UserKey(user)
-	for range casAttempts {
+	for try := 1; ; try++ {
 		rec, rev, err := r.get(ctx, user)
 		if err != nil {
 			return false, err
@@ -209,6 +265,18 @@ func (r *Registry) change(ctx context.Context, user string, edit func(*userRecor
 		if !kvutil.IsConflict(err) {
 			return false, fmt.Errorf("presence: write: %w", err)
 		}
+		select {
+		case <-ctx.Done():
+			return false, fmt.Errorf("presence: write: %w after %d conflicting writes", ctx.Err(), try)
+		case <-time.After(conflictPause(try)):
+		}
 	}
-	return false, errors.New("presence: too many conflicting writes")
+}
+
+// conflictPause is the pause before retry n (from 1) after a conflicting
+// write: random up to 1 ms, doubling with n, at most 64 ms ("full
+// jitter"), so writers that collided spread out instead of colliding
+// again.
+func conflictPause(n int) time.Duration {
+	return rand.N(time.Millisecond << min(n-1, 6))
 }

@@ -51,7 +51,7 @@ func newDeliveryRig(t *testing.T, bound time.Duration) *deliveryRig {
 	}
 	dl := &deliverer{
 		courier: post, names: names, presence: reg, bound: bound,
-		log: slog.New(slog.NewTextHandler(io.Discard, nil)), metrics: newMetrics(prometheus.NewRegistry()),
+		log: slog.New(slog.NewTextHandler(io.Discard, nil)), metrics: newMetrics(prometheus.NewRegistry(), func() float64 { return 0 }),
 	}
 	dl.ctx, dl.cancel = context.WithCancel(context.Background())
 	t.Cleanup(func() { dl.cancel(); dl.wg.Wait() })

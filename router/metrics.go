@@ -10,9 +10,12 @@ type metrics struct {
 	repeats  prometheus.Counter
 	retried  *prometheus.CounterVec // type: deliveries tried again
 	givenUp  *prometheus.CounterVec // type: deliveries that ran out of time
+	dropped  prometheus.CounterFunc // requests NATS dropped: the work queue was full
 }
 
-func newMetrics(reg prometheus.Registerer) *metrics {
+// newMetrics makes the router's metrics; dropped counts the requests NATS
+// has dropped.
+func newMetrics(reg prometheus.Registerer, dropped func() float64) *metrics {
 	m := &metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "callmesh_router_requests_total", Help: "Gateway requests handled, by operation and result code.",
@@ -36,9 +39,12 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		givenUp: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "callmesh_router_deliveries_given_up_total", Help: "Deliveries still without a receipt when their time ran out, by message type.",
 		}, []string{"type"}),
+		dropped: prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "callmesh_router_requests_dropped_total", Help: "Gateway requests NATS dropped because the router's work queue was full (slow consumer); each costs a gateway a retry.",
+		}, dropped),
 	}
 	if reg != nil {
-		reg.MustRegister(m.requests, m.latency, m.ended, m.retries, m.repeats, m.retried, m.givenUp)
+		reg.MustRegister(m.requests, m.latency, m.ended, m.retries, m.repeats, m.retried, m.givenUp, m.dropped)
 	}
 	return m
 }

@@ -31,6 +31,13 @@ import (
 // casAttempts bounds re-read/re-decide rounds on one call.
 const casAttempts = 16
 
+// workQueue is how many requests may wait for a worker. Past it NATS drops
+// them (slow consumer, counted in callmesh_router_requests_dropped_total),
+// and each drop costs its gateway a whole RouterAttempt before it asks
+// again: room for a burst of connects (each asks to attach) from every
+// gateway at once, like the gateway's deliveryBuffer.
+const workQueue = 1 << 16
+
 // Router serves gateway requests. Create it with New, then Start it.
 type Router struct {
 	cfg      Config
@@ -43,16 +50,18 @@ type Router struct {
 	timers   *ringTimers
 	deliver  *deliverer
 
-	cancel   context.CancelFunc // stops the watchers and timers
-	sub      *nats.Subscription
-	work     chan *nats.Msg
-	stopWork chan struct{} // closed by Shutdown: workers drain work and exit
-	workers  sync.WaitGroup
-	wg       sync.WaitGroup // the watchers
-	stopOnce sync.Once
-	stopped  chan struct{} // closed when Shutdown has finished; set in stopOnce
-	started  atomic.Bool   // Start has finished
-	stopping atomic.Bool   // Shutdown has begun
+	cancel    context.CancelFunc // stops the watchers and timers
+	sub       atomic.Pointer[nats.Subscription]
+	droppedMu sync.Mutex
+	dropped   int // requests sub has dropped, as last seen; guarded by droppedMu
+	work      chan *nats.Msg
+	stopWork  chan struct{} // closed by Shutdown: workers drain work and exit
+	workers   sync.WaitGroup
+	wg        sync.WaitGroup // the watchers
+	stopOnce  sync.Once
+	stopped   chan struct{} // closed when Shutdown has finished; set in stopOnce
+	started   atomic.Bool   // Start has finished
+	stopping  atomic.Bool   // Shutdown has begun
 }
 
 // New validates cfg and returns a router using nc.
@@ -67,7 +76,9 @@ func New(cfg Config, nc *nats.Conn) (*Router, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Router{cfg: cfg, nc: nc, names: names, log: cfg.Logger.With("component", "router"), metrics: newMetrics(cfg.Metrics)}, nil
+	r := &Router{cfg: cfg, nc: nc, names: names, log: cfg.Logger.With("component", "router")}
+	r.metrics = newMetrics(cfg.Metrics, r.droppedRequests)
+	return r, nil
 }
 
 // Start opens the buckets, starts the watchers and subscribes to requests.
@@ -102,17 +113,18 @@ func (r *Router) Start(ctx context.Context) error {
 	r.goRun(func() { r.timers.run(bg, r.store.KV(), r.cfg.Resync, r.log) })
 	r.goRun(func() { monitor.Run(bg) })
 
-	r.work = make(chan *nats.Msg, 4*r.cfg.Workers)
+	r.work = make(chan *nats.Msg, workQueue)
 	r.stopWork = make(chan struct{})
 	for range r.cfg.Workers {
 		r.workers.Add(1)
 		go r.worker(bg)
 	}
-	r.sub, err = r.nc.ChanQueueSubscribe(r.names.RouterSubject(), r.names.RouterQueue(), r.work)
+	sub, err := r.nc.ChanQueueSubscribe(r.names.RouterSubject(), r.names.RouterQueue(), r.work)
 	if err != nil {
 		cancel()
 		return fmt.Errorf("router: subscribe: %w", err)
 	}
+	r.sub.Store(sub)
 	if err := r.nc.Flush(); err != nil {
 		return fmt.Errorf("router: flush: %w", err)
 	}
@@ -142,6 +154,20 @@ func (r *Router) worker(ctx context.Context) {
 	}
 }
 
+// droppedRequests is how many requests NATS has dropped because the work
+// queue was full, for the metric: the subscription's count, as last seen
+// (it is gone once the subscription is).
+func (r *Router) droppedRequests() float64 {
+	r.droppedMu.Lock()
+	defer r.droppedMu.Unlock()
+	if sub := r.sub.Load(); sub != nil {
+		if n, err := sub.Dropped(); err == nil {
+			r.dropped = max(r.dropped, n)
+		}
+	}
+	return float64(r.dropped)
+}
+
 func (r *Router) goRun(f func()) {
 	r.wg.Add(1)
 	go func() { defer r.wg.Done(); f() }()
@@ -152,8 +178,9 @@ func (r *Router) goRun(f func()) {
 // (other routers fire those). It may be called more than once.
 func (r *Router) Shutdown(ctx context.Context) error {
 	r.stopping.Store(true)
-	if r.sub != nil {
-		_ = r.sub.Unsubscribe()
+	if sub := r.sub.Load(); sub != nil {
+		r.droppedRequests() // the count dies with the subscription
+		_ = sub.Unsubscribe()
 	}
 	r.stopOnce.Do(func() {
 		r.stopped = make(chan struct{})

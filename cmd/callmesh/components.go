@@ -7,9 +7,11 @@ import (
 	"log/slog"
 	"strings"
 
+	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/callmesh/callmesh/gateway"
+	"github.com/callmesh/callmesh/messages"
 	"github.com/callmesh/callmesh/router"
 )
 
@@ -40,6 +42,7 @@ func isHMAC(alg string) bool { return strings.HasPrefix(alg, "HS") }
 func (c *Config) gatewayConfig(log *slog.Logger, metrics prometheus.Registerer) gateway.Config {
 	return gateway.Config{
 		Prefix:          c.NATS.Prefix,
+		Name:            c.gatewayName(),
 		Auth:            c.authConfig(),
 		ExpiryWarning:   c.JWT.ExpiryWarning,
 		ICEServers:      c.ICE.Servers,
@@ -74,6 +77,32 @@ func (c *Config) gatewayConfig(log *slog.Logger, metrics prometheus.Registerer) 
 		UserConnectRate:  c.Limits.UserConnectRate,
 		UserConnectBurst: c.Limits.UserConnectBurst,
 	}
+}
+
+// gatewayName is gateway.name, defaulted to the NATS user: with the shipped
+// deploy/nats-auth.conf, each gateway's NATS user is its name.
+func (c *Config) gatewayName() string {
+	switch {
+	case c.Gateway.Name != "":
+		return c.Gateway.Name
+	case c.NATS.User != "":
+		return c.NATS.User
+	}
+	return "gateway"
+}
+
+// gatewayIdentity makes a fresh id for a gateway of cfg and the NATS option
+// that gives its connection the inbox only that gateway may read.
+func gatewayIdentity(cfg gateway.Config) (id string, inbox nats.Option, err error) {
+	names, err := messages.NewNames(cfg.Prefix)
+	if err != nil {
+		return "", nil, configError{err}
+	}
+	if err := messages.ValidGatewayName(cfg.Name); err != nil {
+		return "", nil, configErrorf("gateway.name: %w", err)
+	}
+	id = messages.NewGatewayID(cfg.Name)
+	return id, nats.CustomInboxPrefix(names.GatewayInbox(id)), nil
 }
 
 // routerConfig is the router config of c.

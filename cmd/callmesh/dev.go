@@ -160,10 +160,15 @@ func (m *devMesh) start(ctx context.Context, cfg *Config, mint *gateway.MintConf
 	m.router = r
 
 	for i, g := range m.gateways {
-		if g.nc, err = connectNATS(embedded, "gateway-"+strconv.Itoa(i), m.log); err != nil {
+		gcfg := cfg.gatewayConfig(m.log, g.metrics)
+		id, inbox, err := gatewayIdentity(gcfg)
+		if err != nil {
 			return err
 		}
-		gcfg := cfg.gatewayConfig(m.log, g.metrics)
+		gcfg.ID = id
+		if g.nc, err = connectNATS(embedded, "gateway-"+strconv.Itoa(i), m.log, inbox); err != nil {
+			return err
+		}
 		gcfg.DevTokens = mint
 		gcfg.DrainTimeout = 0 // every gateway stops at once: nowhere to resume
 		if g.srv, err = gateway.New(ctx, gcfg, g.nc); err != nil {

@@ -40,7 +40,13 @@ func runGateway(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	go func() { serveErr <- hs.Serve(ln) }()
 	log.Info("gateway listening", "addr", ln.Addr().String())
 
-	nc, err := connectNATS(cfg.NATS, "gateway", log)
+	gcfg := cfg.gatewayConfig(log, newRegistry())
+	id, inbox, err := gatewayIdentity(gcfg)
+	if err != nil {
+		return errors.Join(err, hs.Shutdown(context.Background()))
+	}
+	gcfg.ID = id
+	nc, err := connectNATS(cfg.NATS, "gateway", log, inbox)
 	if err != nil {
 		return errors.Join(err, hs.Shutdown(context.Background()))
 	}
@@ -48,7 +54,7 @@ func runGateway(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	startCtx, started := whileStarting(ctx, nc)
 	// startCtx outlives the start (the JWKS refresh runs on it) but, once
 	// started, ends only with ctx.
-	gw, err := gateway.New(startCtx, cfg.gatewayConfig(log, newRegistry()), nc)
+	gw, err := gateway.New(startCtx, gcfg, nc)
 	started()
 	if err != nil {
 		err = errors.Join(gatewayNewError(err), hs.Shutdown(context.Background()))

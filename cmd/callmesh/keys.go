@@ -48,6 +48,9 @@ type Config struct {
 		ByteRate, AddrConnectRate, UserConnectRate    float64
 		ByteBurst, AddrConnectBurst, UserConnectBurst int
 	}
+	Gateway struct {
+		Name string
+	}
 	Router struct {
 		Timeout, Attempt time.Duration
 		Workers          int
@@ -141,6 +144,8 @@ var settings = []setting{
 	{"limits.user_connect_burst", "10", "burst of limits.user_connect_rate", func(c *Config) any { return &c.Limits.UserConnectBurst }},
 	{"limits.write_timeout", "5s", "deadline of one frame write", func(c *Config) any { return &c.Limits.WriteTimeout }},
 	{"limits.ping_interval", "25s", "how often the gateway pings each client", func(c *Config) any { return &c.Limits.PingInterval }},
+
+	{"gateway.name", "", "the gateway's name in the NATS permissions: it alone may read <nats.prefix>.gw.<name>.> (deploy/nats-auth.conf); empty: nats.user, or gateway", func(c *Config) any { return &c.Gateway.Name }},
 
 	{"router.timeout", "5s", "a gateway's whole budget for one router request, retries included", func(c *Config) any { return &c.Router.Timeout }},
 	{"router.attempt", "1s", "a gateway's budget for one try of a router request", func(c *Config) any { return &c.Router.Attempt }},

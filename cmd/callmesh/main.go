@@ -30,6 +30,7 @@ var commands = []struct{ name, args, desc string }{
 	{"gateway", "", "serve one WebSocket gateway on http.addr, connected to nats.url"},
 	{"router", "", "run one router (calls, ring timeouts, dead-gateway cleanup) on nats.url"},
 	{"token", " --user NAME [--ttl 1h] [--kid ID]", "mint a JWT with the configured key and print it"},
+	{"nats-auth", " [--gateway-names " + defaultGatewayNames + "]", "print the NATS server's authorization config: one login for the routers and one per named gateway"},
 }
 
 func usage(w io.Writer) {
@@ -98,8 +99,12 @@ func runCommand(ctx context.Context, cmd string, args, environ []string, stdout,
 	fs.SetOutput(io.Discard) // errors are reported by Run, help below
 	fv := addConfigFlags(fs)
 	var tf tokenFlags
-	if cmd == "token" {
+	var gatewayNames *string
+	switch cmd {
+	case "token":
 		tf = addTokenFlags(fs)
+	case "nats-auth":
+		gatewayNames = addNATSAuthFlags(fs)
 	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -124,6 +129,8 @@ func runCommand(ctx context.Context, cmd string, args, environ []string, stdout,
 		return runGateway(ctx, cfg, log)
 	case "router":
 		return runRouter(ctx, cfg, log)
+	case "nats-auth":
+		return runNATSAuth(cfg, *gatewayNames, stdout)
 	default:
 		return runToken(cfg, tf, stdout)
 	}

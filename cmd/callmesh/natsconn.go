@@ -11,12 +11,12 @@ import (
 )
 
 // connectNATS opens the NATS connection of one component (role: gateway,
-// router) to n.URL with n's credentials. It returns at once, connected or
+// router) to n.URL with n's credentials, and extra options. It returns at once, connected or
 // not: the connection is made, and remade, forever and fast in the
 // background. A gateway or router is useless without NATS, and presence
 // gives a silent gateway only presence.ttl (3 s) before its clients' calls
 // start ending.
-func connectNATS(n natsConfig, role string, log *slog.Logger) (*nats.Conn, error) {
+func connectNATS(n natsConfig, role string, log *slog.Logger, extra ...nats.Option) (*nats.Conn, error) {
 	log = log.With("component", "nats", "role", role)
 	opts := []nats.Option{
 		nats.Name("callmesh-" + role),
@@ -100,7 +100,7 @@ func connectNATS(n natsConfig, role string, log *slog.Logger) (*nats.Conn, error
 		opts = append(opts, nats.ClientCert(n.TLSCert, n.TLSKey))
 	}
 
-	nc, err := nats.Connect(n.URL, opts...)
+	nc, err := nats.Connect(n.URL, append(opts, extra...)...)
 	if err != nil {
 		return nil, fmt.Errorf("connect to nats (%s): %w", redactURLs(n.URL), err)
 	}

@@ -27,10 +27,15 @@ import (
 // nats-auth.conf, the users and their permissions.
 const deployConfig = "../../deploy/nats.conf"
 
+// The logins of deploy/nats-auth.conf: one per gateway, one for routers.
 const (
-	gatewayPassword = "gateway-test-password"
-	routerPassword  = "router-test-password"
+	gateway1, gateway1Password = "gateway-1", "gateway-1-test-password"
+	gateway2, gateway2Password = "gateway-2", "gateway-2-test-password"
+	routerPassword             = "router-test-password"
 )
+
+// gatewayLogins are the gateways' logins, by name.
+var gatewayLogins = map[string]string{gateway1: gateway1Password, gateway2: gateway2Password}
 
 // violations collects the permission violations a NATS server logs.
 type violations struct {
@@ -64,14 +69,15 @@ func permissionsServer(t *testing.T) (*server.Server, *violations) {
 	t.Helper()
 	// The variables the config references.
 	t.Setenv("SERVER_NAME", "callmesh-permissions")
-	t.Setenv("NATS_GATEWAY_PASSWORD", gatewayPassword)
+	t.Setenv("NATS_GATEWAY_1_PASSWORD", gateway1Password)
+	t.Setenv("NATS_GATEWAY_2_PASSWORD", gateway2Password)
 	t.Setenv("NATS_ROUTER_PASSWORD", routerPassword)
 	opts, err := server.ProcessConfigFile(deployConfig)
 	if err != nil {
 		t.Fatalf("%s: %v", deployConfig, err)
 	}
-	if !opts.JetStream || len(opts.Users) != 2 {
-		t.Fatalf("%s: jetstream %v, %d users; want jetstream and users gateway and router", deployConfig, opts.JetStream, len(opts.Users))
+	if !opts.JetStream || len(opts.Users) != 3 {
+		t.Fatalf("%s: jetstream %v, %d users; want jetstream and users gateway-1, gateway-2 and router", deployConfig, opts.JetStream, len(opts.Users))
 	}
 	opts.Host, opts.Port, opts.HTTPPort = "127.0.0.1", -1, 0
 	opts.StoreDir = t.TempDir()
@@ -127,9 +133,9 @@ func (a *asyncErrors) waitViolation(t *testing.T, subject string) {
 
 // connectAs opens a connection with user's credentials, closed with the
 // test. Its asynchronous errors go to errs when it is not nil.
-func connectAs(t *testing.T, srv *server.Server, user, password string, errs *asyncErrors) *nats.Conn {
+func connectAs(t *testing.T, srv *server.Server, user, password string, errs *asyncErrors, extra ...nats.Option) *nats.Conn {
 	t.Helper()
-	opts := []nats.Option{nats.Name("callmesh-" + user), nats.UserInfo(user, password), nats.PermissionErrOnSubscribe(true)}
+	opts := append([]nats.Option{nats.Name("callmesh-" + user), nats.UserInfo(user, password), nats.PermissionErrOnSubscribe(true)}, extra...)
 	if errs != nil {
 		opts = append(opts, nats.ErrorHandler(errs.handle))
 	}
@@ -141,9 +147,18 @@ func connectAs(t *testing.T, srv *server.Server, user, password string, errs *as
 	return nc
 }
 
-// permissionsMesh is a mesh on srv whose routers and gateways log in as the
-// users `router` and `gateway` (Mesh.AddRouter and AddGateway connect
-// anonymously, so this mirrors them with credentials).
+// connectGateway logs in as the gateway name, with the inbox of a fresh
+// gateway id of that name, as `callmesh gateway` does; it returns the id.
+func connectGateway(t *testing.T, srv *server.Server, name string, errs *asyncErrors) (*nats.Conn, string) {
+	t.Helper()
+	names, _ := messages.NewNames(messages.DefaultPrefix)
+	id := messages.NewGatewayID(name)
+	return connectAs(t, srv, name, gatewayLogins[name], errs, nats.CustomInboxPrefix(names.GatewayInbox(id))), id
+}
+
+// permissionsMesh is a mesh on srv whose routers log in as `router` and
+// whose gateways as gateway-1 and gateway-2 in turn (Mesh.AddRouter and
+// AddGateway connect anonymously, so this mirrors them with credentials).
 func permissionsMesh(t *testing.T, srv *server.Server, gateways, routers int) *Mesh {
 	t.Helper()
 	names, err := messages.NewNames(messages.DefaultPrefix)
@@ -155,12 +170,15 @@ func permissionsMesh(t *testing.T, srv *server.Server, gateways, routers int) *M
 		opts: Options{Gateways: gateways, Routers: routers, RingTimeout: 30 * time.Second, ResumeGrace: 300 * time.Millisecond},
 	}
 	// Barrier publishes on user subjects, as gateways do.
-	m.nc = connectAs(t, srv, "gateway", gatewayPassword, nil)
+	m.nc, _ = connectGateway(t, srv, gateway1, nil)
 	// Routers first: they create the buckets, gateways only bind to them.
 	m.addPermissionedRouters(t, srv, routers)
-	for range gateways {
-		nc := connectAs(t, srv, "gateway", gatewayPassword, nil)
-		gw, err := gateway.New(context.Background(), m.GatewayConfig(), nc)
+	for i := range gateways {
+		cfg := m.GatewayConfig()
+		cfg.Name = []string{gateway1, gateway2}[i%2]
+		var nc *nats.Conn
+		nc, cfg.ID = connectGateway(t, srv, cfg.Name, nil)
+		gw, err := gateway.New(context.Background(), cfg, nc)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -290,7 +308,7 @@ func TestNATSPermissionsGateway(t *testing.T) {
 	}
 
 	errs := &asyncErrors{}
-	gnc := connectAs(t, srv, "gateway", gatewayPassword, errs)
+	gnc, _ := connectGateway(t, srv, gateway1, errs)
 	gjs, err := jetstream.New(gnc)
 	if err != nil {
 		t.Fatal(err)
@@ -344,11 +362,14 @@ func TestNATSPermissionsGateway(t *testing.T) {
 		t.Fatal(err)
 	}
 	errs.waitViolation(t, "$KV.callmesh_calls."+busy)
-	// So is a forged router delivery (a binding, an ended) to any gateway.
-	if err := gnc.Publish("callmesh.deliver.somegateway", []byte("forged")); err != nil {
-		t.Fatal(err)
+	// So is a forged router delivery (a binding, an ended) to any gateway,
+	// itself included.
+	for _, subject := range []string{"callmesh.gw.gateway-2.x.deliver", "callmesh.gw.gateway-1.x.deliver"} {
+		if err := gnc.Publish(subject, []byte("forged")); err != nil {
+			t.Fatal(err)
+		}
+		errs.waitViolation(t, subject)
 	}
-	errs.waitViolation(t, "callmesh.deliver.somegateway")
 
 	// The lock is untouched and no other key appeared.
 	if e, err := calls.Get(ctx, busy); err != nil || string(e.Value()) != "the-real-call" || e.Revision() != 1 {
@@ -376,7 +397,7 @@ func TestNATSPermissionsGateway(t *testing.T) {
 	// relay, so a compromised one can send a user anything in anyone's name.
 	// Gateways are the trust boundary for client identity.
 	names, _ := messages.NewNames(messages.DefaultPrefix)
-	watcher := connectAs(t, srv, "gateway", gatewayPassword, nil)
+	watcher, _ := connectGateway(t, srv, gateway2, nil)
 	sub, err := watcher.SubscribeSync(names.UserSubject("bob"))
 	if err != nil {
 		t.Fatal(err)
@@ -403,7 +424,8 @@ func TestNATSPermissionsRouter(t *testing.T) {
 
 	for _, s := range []struct{ subject, queue string }{
 		{names.UserSubject("bob"), ""},
-		{"callmesh.deliver.*", ""},
+		{"callmesh.gw.*.*.deliver", ""},
+		{"callmesh.gw.>", ""},
 		{"callmesh.user.*", ""},
 		{"callmesh.>", ""},
 		{names.RouterSubject(), ""}, // a plain subscription would get every request
@@ -425,7 +447,7 @@ func TestNATSPermissionsRouter(t *testing.T) {
 
 	// Publishes outside its role: heartbeats, requests, anyone's inbox, the
 	// users' subjects (signal is the gateways').
-	for _, subject := range []string{"$KV.callmesh_presence.gw.somegateway", names.RouterSubject(), "_INBOX.someone.else", names.UserSubject("bob")} {
+	for _, subject := range []string{"$KV.callmesh_presence.gw.gateway-1.x", names.RouterSubject(), "_INBOX.someone.else", names.UserSubject("bob")} {
 		if err := rnc.Publish(subject, []byte("x")); err != nil {
 			t.Fatal(err)
 		}
@@ -443,7 +465,8 @@ func TestNATSPermissionsGatewayStreamUpdate(t *testing.T) {
 	calls := routerBuckets(t, srv)
 	ctx, cancel := context.WithTimeout(context.Background(), Wait)
 	defer cancel()
-	gjs, err := jetstream.New(connectAs(t, srv, "gateway", gatewayPassword, nil))
+	gnc, _ := connectGateway(t, srv, gateway1, nil)
+	gjs, err := jetstream.New(gnc)
 	if err != nil {
 		t.Fatal(err)
 	}
