@@ -55,12 +55,7 @@ func (l *keyedLimiter) allow(key string, now time.Time) (ok bool, retry time.Dur
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	lim := l.keys[key]
-	if lim == nil {
-		l.makeRoom(now)
-		lim = rate.NewLimiter(l.limit, l.burst)
-		l.keys[key] = lim
-	}
+	lim := l.bucket(key, now)
 	if lim.AllowN(now, 1) {
 		return true, 0
 	}
@@ -74,15 +69,21 @@ func (l *keyedLimiter) empty(key string, now time.Time) {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	lim := l.bucket(key, now)
+	if n := int(lim.TokensAt(now)); n > 0 {
+		lim.AllowN(now, n)
+	}
+}
+
+// bucket is key's bucket, made full if there is none. Guarded by mu.
+func (l *keyedLimiter) bucket(key string, now time.Time) *rate.Limiter {
 	lim := l.keys[key]
 	if lim == nil {
 		l.makeRoom(now)
 		lim = rate.NewLimiter(l.limit, l.burst)
 		l.keys[key] = lim
 	}
-	if n := int(lim.TokensAt(now)); n > 0 {
-		lim.AllowN(now, n)
-	}
+	return lim
 }
 
 // makeRoom makes room for one more key. At most once per sweepEvery it

@@ -256,32 +256,6 @@ func (st *flooderStats) String() string {
 	return fmt.Sprintf("%d sessions, %d frames written, closed %v, refused %v", st.welcome, st.frames, st.closes, st.refused)
 }
 
-// Counter sums the gateway's counter name over the series whose labels
-// include labels (name, value pairs).
-func (g *Gateway) Counter(name string, labels ...string) float64 {
-	families, _ := g.metrics.Gather()
-	total := 0.0
-	for _, fam := range families {
-		if fam.GetName() != name {
-			continue
-		}
-	series:
-		for _, metric := range fam.GetMetric() {
-			for i := 0; i+1 < len(labels); i += 2 {
-				found := false
-				for _, l := range metric.GetLabel() {
-					found = found || l.GetName() == labels[i] && l.GetValue() == labels[i+1]
-				}
-				if !found {
-					continue series
-				}
-			}
-			total += metric.GetCounter().GetValue()
-		}
-	}
-	return total
-}
-
 // shippedLimits puts back the limits meshtest lifts: the connect limits.
 func shippedLimits(c *gateway.Config) {
 	d := gateway.DefaultConfig()

@@ -280,26 +280,3 @@ func describe(e *messages.Envelope) string {
 	b, _ := json.Marshal(e)
 	return fmt.Sprintf("%s", b)
 }
-
-// RouterRequests is how many requests of op all routers have handled.
-func (m *Mesh) RouterRequests(op string) int {
-	m.t.Helper()
-	families, err := m.metrics.Gather()
-	if err != nil {
-		m.t.Fatal(err)
-	}
-	total := 0.0
-	for _, f := range families {
-		if f.GetName() != "callmesh_router_requests_total" {
-			continue
-		}
-		for _, metric := range f.GetMetric() {
-			for _, l := range metric.GetLabel() {
-				if l.GetName() == "op" && l.GetValue() == op {
-					total += metric.GetCounter().GetValue()
-				}
-			}
-		}
-	}
-	return int(total)
-}

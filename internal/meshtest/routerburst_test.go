@@ -48,22 +48,3 @@ func TestRouterTakesABurst(t *testing.T) {
 		t.Fatalf("every request was answered, yet the router counts %d dropped", dropped)
 	}
 }
-
-// routerDropped is how many requests NATS dropped because a router's queue
-// was full, by the routers' metric.
-func (m *Mesh) routerDropped() int {
-	m.t.Helper()
-	families, err := m.metrics.Gather()
-	if err != nil {
-		m.t.Fatal(err)
-	}
-	total := 0.0
-	for _, f := range families {
-		if f.GetName() == "callmesh_router_requests_dropped_total" {
-			for _, metric := range f.GetMetric() {
-				total += metric.GetCounter().GetValue()
-			}
-		}
-	}
-	return int(total)
-}
