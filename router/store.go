@@ -34,8 +34,10 @@ const staleLockAge = 5 * time.Second
 //	busy.<encoded user id>  the id of the call that holds the user busy
 //
 // Every write is a compare-and-set: Create fails if the key exists, Update
-// names the revision it read. A busy lock is taken with Create, so two
-// routers can never both hold a user for different calls.
+// names the revision it read. A busy lock is taken with a compare-and-set
+// that expects no live lock (the view's revision of the lock's deletion,
+// or Create), so two routers can never both hold a user for different
+// calls.
 type Store struct {
 	js        jetstream.JetStream
 	kv        jetstream.KeyValue
