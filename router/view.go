@@ -19,7 +19,10 @@ import (
 // are made on a fresh read (transition).
 //
 // A resync forgets deleted keys (kvwatch hands over live keys only), so
-// the view holds the deletions of one resync period at most.
+// the view holds the deletions of one resync period at most: the claim of
+// a lock released longer ago than that costs three round trips (a failed
+// create, a read, a write), as it did without the view. (Deletion markers
+// with a TTL would make that one; not done yet.)
 type view struct {
 	next kvwatch.Handler // the ring timers, fed the call records
 
@@ -49,7 +52,7 @@ func (v *view) Sync(entries map[string]kvwatch.Entry) {
 	}
 	v.mu.Lock()
 	for k, cur := range v.keys { // learnt since the watcher's snapshot
-		if e, ok := keys[k]; cur.rev > e.rev && (ok || !strings.HasPrefix(k, "call.")) {
+		if e, ok := keys[k]; cur.rev > e.rev && (ok || !cur.deleted && !strings.HasPrefix(k, "call.")) {
 			keys[k] = cur
 		}
 	}
