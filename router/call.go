@@ -24,7 +24,14 @@ type Call struct {
 	Callee     string `json:"callee"`
 	// CalleeConn is the callee device that accepted; empty while ringing.
 	CalleeConn string `json:"callee_conn,omitempty"`
-	State      State  `json:"state"`
+	// CallerGateway and CalleeGateway are the gateways that held
+	// CallerConn and CalleeConn when they asked (invite, accept): a
+	// delivery to one of them is posted there first, with no presence
+	// read; a receipt that says it is not there any more (it resumed
+	// elsewhere) sends the delivery through presence (deliver.go).
+	CallerGateway string `json:"caller_gw,omitempty"`
+	CalleeGateway string `json:"callee_gw,omitempty"`
+	State         State  `json:"state"`
 	// Reason is why the call ended, as the caller was told.
 	Reason string `json:"reason,omitempty"`
 	// Refused is set when the invite itself was refused with an error code

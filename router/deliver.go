@@ -33,6 +33,11 @@ const deliverAttempt = 500 * time.Millisecond
 // until its TTL runs out and the grace after it): such deliveries are
 // counted as given up.
 //
+// An effect for one connection whose gateway the call record names
+// (Effect.Gateway) skips the first lookup: its first try goes to that
+// gateway, and a receipt naming it missing sends the retry through
+// presence like any other.
+//
 // The first try of every effect is posted before commit returns, in the
 // order Decide listed them; retries follow in the background.
 type deliverer struct {
@@ -74,6 +79,9 @@ func (dl *deliverer) send(ctx context.Context, effects []Effect) {
 	looked := map[string]map[string]presence.Conn{}
 	for _, e := range effects {
 		conns, ok := looked[e.User]
+		if !ok && e.Gateway != "" && e.Delivery.Conn != "" {
+			conns, ok = map[string]presence.Conn{e.Delivery.Conn: {Gateway: e.Gateway}}, true
+		}
 		if !ok {
 			var err error
 			if conns, err = dl.presence.Conns(ctx, e.User); err != nil {

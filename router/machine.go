@@ -29,6 +29,8 @@ type Event struct {
 	Kind Kind
 	User string
 	Conn string
+	// Gateway is the gateway that holds Conn, as it reported (accept).
+	Gateway string
 	// Bye marks a Leave that the client asked for (no resume grace).
 	Bye bool
 	// Invite facts, established by claiming busy locks and reading presence.
@@ -45,6 +47,9 @@ type Event struct {
 type Effect struct {
 	User     string
 	Delivery messages.Delivery
+	// Gateway, for a delivery to one connection (Delivery.Conn), is where
+	// it was last known to be held: the first try goes there.
+	Gateway string
 }
 
 // Outcome is what Decide concludes: the next record (nil when unchanged),
@@ -170,7 +175,7 @@ func decideAccept(c *Call, ev Event, r role) Outcome {
 	}
 	out := accepted(c, ev.Conn)
 	next := *c
-	next.State, next.CalleeConn = Accepted, ev.Conn
+	next.State, next.CalleeConn, next.CalleeGateway = Accepted, ev.Conn, ev.Gateway
 	out.Next = &next
 	return out
 }
@@ -184,7 +189,7 @@ func accepted(c *Call, conn string) Outcome {
 	reply.Bind = &messages.Binding{Call: c.ID, PeerUser: c.Caller, PeerConn: c.CallerConn}
 	return Outcome{
 		Effects: []Effect{
-			{User: c.Caller, Delivery: messages.Delivery{
+			{User: c.Caller, Gateway: c.CallerGateway, Delivery: messages.Delivery{
 				Conn: c.CallerConn, Env: *env,
 				Bind: &messages.Binding{Call: c.ID, PeerUser: c.Callee, PeerConn: conn},
 			}},
@@ -311,12 +316,12 @@ func endBy(c *Call, ev Event, reason string) *Call {
 }
 
 func toCaller(c *Call, reason string) Effect {
-	return Effect{User: c.Caller, Delivery: messages.Delivery{Conn: c.CallerConn, Env: *messages.Ended(c.ID, reason)}}
+	return Effect{User: c.Caller, Gateway: c.CallerGateway, Delivery: messages.Delivery{Conn: c.CallerConn, Env: *messages.Ended(c.ID, reason)}}
 }
 
 // toCallee tells the accepting callee device.
 func toCallee(c *Call, reason string) Effect {
-	return Effect{User: c.Callee, Delivery: messages.Delivery{Conn: c.CalleeConn, Env: *messages.Ended(c.ID, reason)}}
+	return Effect{User: c.Callee, Gateway: c.CalleeGateway, Delivery: messages.Delivery{Conn: c.CalleeConn, Env: *messages.Ended(c.ID, reason)}}
 }
 
 // toDevices sends env to every callee device but except.

@@ -24,6 +24,7 @@ import (
 
 	"github.com/callmesh/callmesh/internal/courier"
 	"github.com/callmesh/callmesh/internal/kvutil"
+	"github.com/callmesh/callmesh/internal/kvwatch"
 	"github.com/callmesh/callmesh/messages"
 	"github.com/callmesh/callmesh/presence"
 )
@@ -48,6 +49,7 @@ type Router struct {
 	store    *Store
 	presence *presence.Registry
 	timers   *ringTimers
+	view     *view // the calls bucket as watched, feeding timers
 	deliver  *deliverer
 
 	cancel    context.CancelFunc // stops the watchers and timers
@@ -109,8 +111,10 @@ func (r *Router) Start(ctx context.Context) error {
 	}
 	r.deliver.ctx, r.deliver.cancel = context.WithCancel(bg)
 	r.timers = newRingTimers(func(id string) { r.expire(bg, id) })
+	r.view = newView(r.timers)
+	r.store.view = r.view
 	monitor := presence.NewMonitor(r.presence, r.cfg.ResumeGrace, r.cfg.Resync, r.evict, r.log)
-	r.goRun(func() { r.timers.run(bg, r.store.KV(), r.cfg.Resync, r.log) })
+	r.goRun(func() { kvwatch.Run(bg, r.store.KV(), ">", r.cfg.Resync, r.view, r.log) })
 	r.goRun(func() { monitor.Run(bg) })
 
 	r.work = make(chan *nats.Msg, workQueue)
@@ -245,7 +249,7 @@ func (r *Router) serve(ctx context.Context, req *messages.Request) messages.Repl
 	case messages.OpInvite:
 		reply, err = r.invite(ctx, req)
 	case messages.OpAccept:
-		reply, err = r.transition(ctx, req.Call, Event{Kind: Accept, User: req.User, Conn: req.Conn})
+		reply, err = r.transition(ctx, req.Call, Event{Kind: Accept, User: req.User, Conn: req.Conn, Gateway: req.Gateway})
 	case messages.OpReject:
 		reply, err = r.transition(ctx, req.Call, Event{Kind: Reject, User: req.User, Conn: req.Conn})
 	case messages.OpHangup:
@@ -270,7 +274,7 @@ func (r *Router) serve(ctx context.Context, req *messages.Request) messages.Repl
 // gateway's retry of the same call id completes what a failed attempt began.
 func (r *Router) invite(ctx context.Context, req *messages.Request) (messages.Reply, error) {
 	c := &Call{
-		ID: req.Call, Caller: req.User, CallerConn: req.Conn, Callee: req.To, State: Ringing,
+		ID: req.Call, Caller: req.User, CallerConn: req.Conn, CallerGateway: req.Gateway, Callee: req.To, State: Ringing,
 		Data: req.Data, RingDeadline: time.Now().Add(r.cfg.RingTimeout).UnixMilli(),
 	}
 	if c.Caller == c.Callee || messages.ValidUserID(c.Callee) != nil {
@@ -326,21 +330,36 @@ func (r *Router) inviteFacts(ctx context.Context, c *Call) (Event, error) {
 
 // transition applies ev to call id with compare-and-set, re-reading and
 // re-deciding on a conflict, and publishes the effects of the write that won.
+//
+// The first attempt decides on the call as the view knows it, if it does:
+// a decision that writes is checked by its compare-and-set, one that
+// writes nothing is made again on a fresh read.
 func (r *Router) transition(ctx context.Context, id string, ev Event) (messages.Reply, error) {
+	c, rev := r.view.call(id)
 	for range casAttempts {
-		c, rev, err := r.store.Call(ctx, id)
-		if err != nil {
-			return messages.Reply{}, err
+		fromView := c != nil
+		if !fromView {
+			var err error
+			if c, rev, err = r.store.Call(ctx, id); err != nil {
+				return messages.Reply{}, err
+			}
 		}
 		if ev.Kind == Leave && c.live() && c.State == Ringing && ev.User == c.Callee {
+			var err error
 			if ev.OtherDevices, err = r.otherDevices(ctx, c.Callee, ev.Conn); err != nil {
 				return messages.Reply{}, err
 			}
 		}
-		reply, done, err := r.commit(ctx, c, Decide(c, ev), rev)
+		out := Decide(c, ev)
+		if fromView && out.Next == nil {
+			c = nil // read it
+			continue
+		}
+		reply, done, err := r.commit(ctx, c, out, rev)
 		if done || err != nil {
 			return reply, err
 		}
+		c = nil
 	}
 	return messages.Reply{}, errConflicts
 }

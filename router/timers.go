@@ -1,14 +1,10 @@
 package router
 
 import (
-	"context"
 	"encoding/json"
-	"log/slog"
 	"strings"
 	"sync"
 	"time"
-
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/callmesh/callmesh/internal/kvwatch"
 )
@@ -29,11 +25,6 @@ type ringTimers struct {
 
 func newRingTimers(fire func(id string)) *ringTimers {
 	return &ringTimers{fire: fire, timers: map[string]*time.Timer{}}
-}
-
-// run keeps the timers in step with the calls bucket until ctx is done.
-func (t *ringTimers) run(ctx context.Context, kv jetstream.KeyValue, resync time.Duration, log *slog.Logger) {
-	kvwatch.Run(ctx, kv, "call.*", resync, t, log)
 }
 
 // Sync implements kvwatch.Handler.

@@ -42,6 +42,11 @@ type Options struct {
 	// on gateway 1's node, the second on gateway 2's, and none on gateway
 	// 0's; the buckets get min(n, 3) replicas.
 	Cluster int
+	// RoleInboxes gives the routers' NATS connections the inbox prefix
+	// RouterInbox and the gateways' GatewayInbox, so that a tap on the
+	// server can tell whose request a message is by its reply subject
+	// (traffic_test.go).
+	RoleInboxes bool
 	// Gateway and Router, when set, adjust each component's config.
 	Gateway func(*gateway.Config)
 	Router  func(*router.Config)
@@ -136,6 +141,23 @@ func (m *Mesh) ConnectNode(i int, name string) *nats.Conn {
 	return natstest.Connect(m.t, m.Nodes[i%len(m.Nodes)], name)
 }
 
+// Inbox prefixes of the components' connections with Options.RoleInboxes.
+const (
+	RouterInbox  = "_INBOX_router"
+	GatewayInbox = "_INBOX_gateway"
+)
+
+// connectRole opens component connection name (a role: "router" or
+// "gateway") to node i%len(Nodes), with its role's inbox prefix when
+// Options.RoleInboxes is set.
+func (m *Mesh) connectRole(i int, name, inbox string) *nats.Conn {
+	var opts []nats.Option
+	if m.opts.RoleInboxes {
+		opts = append(opts, nats.CustomInboxPrefix(inbox))
+	}
+	return natstest.Connect(m.t, m.Nodes[i%len(m.Nodes)], name, opts...)
+}
+
 // RouterNode is the index in Nodes of the NATS node router j connects to.
 func (m *Mesh) RouterNode(j int) int { return (j + 1) % len(m.Nodes) }
 
@@ -161,7 +183,7 @@ func (m *Mesh) AddRouter() *router.Router {
 	if m.opts.Router != nil {
 		m.opts.Router(&cfg)
 	}
-	r, err := router.New(cfg, m.ConnectNode(m.RouterNode(len(m.Routers)), "router"))
+	r, err := router.New(cfg, m.connectRole(m.RouterNode(len(m.Routers)), "router", RouterInbox))
 	if err != nil {
 		m.t.Fatal(err)
 	}
@@ -202,7 +224,7 @@ func (m *Mesh) GatewayConfig() gateway.Config {
 func (m *Mesh) AddGateway() *Gateway {
 	m.t.Helper()
 	node := len(m.Gateways) % len(m.Nodes)
-	nc := m.ConnectNode(node, "gateway")
+	nc := m.connectRole(node, "gateway", GatewayInbox)
 	cfg := m.GatewayConfig()
 	gw, err := gateway.New(context.Background(), cfg, nc)
 	if err != nil {

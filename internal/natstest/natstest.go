@@ -30,10 +30,11 @@ func Server(t testing.TB) *server.Server {
 	return srv
 }
 
-// Connect opens a connection to srv, closed with the test.
-func Connect(t testing.TB, srv *server.Server, name string) *nats.Conn {
+// Connect opens a connection to srv, closed with the test, with the
+// options given after the name.
+func Connect(t testing.TB, srv *server.Server, name string, opts ...nats.Option) *nats.Conn {
 	t.Helper()
-	nc, err := nats.Connect(srv.ClientURL(), nats.Name(name))
+	nc, err := nats.Connect(srv.ClientURL(), append([]nats.Option{nats.Name(name)}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
