@@ -59,7 +59,10 @@ func (c *conn) refuse(limit string, frame []byte) bool {
 	// Refusals are answered while the client reads its answers; a flood
 	// that does not is refused silently rather than overflowing its own
 	// queue, until the abuse limit closes it.
-	if len(c.send) < cap(c.send)/2 {
+	c.mu.Lock()
+	roomy := c.out.pending() < c.out.max/2
+	c.mu.Unlock()
+	if roomy {
 		c.replyError(messages.PeekID(frame), messages.CodeRateLimited, "too many messages; slow down")
 	}
 	return true
