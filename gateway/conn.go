@@ -45,7 +45,8 @@ type conn struct {
 	// Owned by the reader (run). limit is the bucket of client messages,
 	// abuse that of refusals (empty means sustained abuse, close 1008);
 	// bytes is the bucket of the bytes of client frames, bytesAbuse that
-	// of the bytes refused (framelimit.go).
+	// of the bytes refused (framelimit.go). abuse and bytesAbuse are made
+	// at the first refusal: a bucket never used is full, as a new one is.
 	limit, abuse      *rate.Limiter
 	bytes, bytesAbuse *rate.Limiter
 	prevHash          string // after a resume: the hash of the token the client used
@@ -77,11 +78,9 @@ func newConn(s *Server, ws *websocket.Conn, claims Claims, resume string) *conn 
 	c := &conn{
 		s: s, id: messages.NewID(), user: claims.Subject, holder: messages.NewID(), ws: ws, from: resume,
 		limit: rate.NewLimiter(rate.Limit(s.cfg.MessageRate), s.cfg.MessageBurst),
-		abuse: rate.NewLimiter(rate.Limit(s.cfg.MessageRate/10), s.cfg.MessageBurst),
 	}
 	c.out.max = s.cfg.SendQueue
 	c.bytes = rate.NewLimiter(rate.Limit(s.cfg.ByteRate), s.cfg.ByteBurst)
-	c.bytesAbuse = rate.NewLimiter(rate.Limit(s.cfg.ByteRate/10), s.cfg.ByteBurst)
 	c.token, c.resumeHash = messages.NewResumeToken(c.id)
 	c.ctx, c.cancel = context.WithCancel(s.bg)
 	c.setExpiry(claims.Expires)
