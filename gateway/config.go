@@ -53,8 +53,9 @@ type Config struct {
 	MaxMessageBytes int64
 	// MaxDataBytes bounds an envelope's data (larger: error too_large).
 	MaxDataBytes int
-	// SendQueue is the per-connection queue of outgoing frames; a client
-	// that lets it fill is closed with 4003.
+	// SendQueue bounds the per-connection queue of outgoing frames (those
+	// queued and those being written); a client that lets it fill is closed
+	// with 4003. The queue takes memory as frames come, not up front.
 	SendQueue int
 	// MessageRate and MessageBurst are each connection's token bucket for
 	// client messages: beyond it a message is refused with rate_limited, and

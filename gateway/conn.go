@@ -9,167 +9,161 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
-	"golang.org/x/sync/errgroup"
 	"golang.org/x/time/rate"
 
 	"github.com/callmesh/callmesh/messages"
 	"github.com/callmesh/callmesh/presence"
 )
 
-// conn is one client connection. The reader goroutine (run's caller, the
-// HTTP handler) handles client messages in order; the writer goroutine
-// drains send. Anything may enqueue; nothing blocks on a slow client.
+// conn is one client connection. Its reader goroutine (run) handles client
+// messages in order; a writer goroutine, started while there is something
+// to write (writer.go), drains its outbox. Anything may queue; nothing
+// blocks on a slow client.
 //
 // A session outlives its socket for the resume grace: while no socket
 // serves it (and while a resuming socket catches up) its frames are held in
-// order, to be handed to the socket that resumes it (session.go).
+// order, to be handed to the socket that resumes it (outbox.go, session.go).
+//
+// Lock ordering: Server.mu before conn.mu before rawConn.mu.
 type conn struct {
+	// Set before the conn is shared (newConn, serveWS, and run before it
+	// subscribes: resumable may change id and token), then read-only.
 	s      *Server
 	id     string // the session's id: kept across resumes
 	user   string
 	holder string // this socket's id in presence (presence.Conn.Holder)
 	ws     *websocket.Conn
-	send   chan outFrame // bounded; a full queue closes the client with 4003
+	raw    *rawConn // the TCP connection under ws, nil if unknown (rawconn.go)
+	from   string   // the resume token the client presented ("" for none)
+	token  string   // the resume token the client is given
+	ctx    context.Context
+	cancel context.CancelFunc // ends ctx: the connection ends
+	// invites is shared by the user's connections on this gateway; set by
+	// subscribe, before the reader reads.
+	invites *rate.Limiter
 
-	// from is the resume token the client presented ("" for none).
-	from string
-	// resumeHash is the hash in presence of the secret that resumes this
-	// session (written before the socket is shared, or under mu); token is
-	// the token the client was given with it.
-	resumeHash string
-	token      string
-	prevHash   string // after a resume: the hash of the token the client used
+	// Owned by the reader (run). limit is the bucket of client messages,
+	// abuse that of refusals (empty means sustained abuse, close 1008);
+	// bytes is the bucket of the bytes of client frames, bytesAbuse that
+	// of the bytes refused (framelimit.go). abuse and bytesAbuse are made
+	// at the first refusal: a bucket never used is full, as a new one is.
+	limit, abuse      *rate.Limiter
+	bytes, bytesAbuse *rate.Limiter
+	prevHash          string // after a resume: the hash of the token the client used
+
+	// Safe for concurrent use.
 	// resuming is set while this socket takes a session over, so that the
 	// old socket of the same session answers the handover, not this one.
-	resuming atomic.Bool
-
-	ctx    context.Context // done when the connection ends
-	cancel context.CancelFunc
-
-	limit   *rate.Limiter // client messages
-	abuse   *rate.Limiter // refusals: empty means sustained abuse, close 1008
-	invites *rate.Limiter // shared by the user's connections on this gateway; set by subscribe
-	// bytes is the bucket of the bytes of client frames, bytesAbuse that
-	// of the bytes refused (framelimit.go); raw is the TCP connection
-	// under ws, nil if unknown (rawconn.go).
-	bytes, bytesAbuse *rate.Limiter
-	raw               *rawConn
-
+	resuming  atomic.Bool
 	bye       atomic.Bool // the client said bye: no resume grace
 	closeOnce sync.Once
-	// lastCode and lastReason are written by the reader before it queues the
-	// close marker, and read by the writer after it receives it.
-	lastCode   websocket.StatusCode
-	lastReason string
+	// writers counts the writer while one runs: the reader waits for it
+	// before the session is held, so that what it could not write is kept.
+	writers sync.WaitGroup
 
-	mu    sync.Mutex
-	calls map[string]*callView // this connection's live calls; guarded by mu
-	ended recentCalls          // calls recently ended here, to drop repeats; guarded by mu
-	// sentIDs are the deliveries last queued on this socket, and replays
-	// the calls whose signals are being replayed to it (replay.go);
-	// guarded by mu.
-	sentIDs recentIDs
-	replays map[string]chan struct{}
-	expiry  *time.Timer // closes the connection when its token expires; guarded by mu
-	// holding: frames go to held instead of send (no socket serves the
-	// session, or a resuming socket has not caught up yet). Guarded by mu,
-	// like the rest of the hold state.
-	holding   bool
-	held      []heldFrame
-	heldBytes int
-	overflow  bool        // held outgrew its bound: frames were lost
-	unsent    *outFrame   // the frame whose write failed
-	taken     bool        // the session has moved on: handed over or finished
-	grace     *time.Timer // ends the session when the resume grace runs out
-}
-
-// outFrame is one frame for the client, with its delivery id ("" for
-// replies) so a resume can drop frames that two gateways both held.
-type outFrame struct {
-	id    string
-	frame []byte
-}
-
-// callView is what a connection knows of one of its calls: enough to relay
-// signal without asking the router. The router stays the authority: it
-// creates bindings (accepted) and removes them (ended).
-type callView struct {
-	role     string   // "caller" or "callee"
-	state    string   // "ringing" or "accepted"
-	peer     string   // the other party's user id
-	peerConn string   // the other party's connection, once accepted
-	sent     sentRing // the signals relayed to the peer, for a replay
-	// sentSeq numbers the signals relayed (sentAt: the last). From the
-	// peer's socket recvSrc, every signal up to recvSeq has been seen, and
-	// recvMax is the highest number heard of (replay.go).
-	sentSeq uint64
-	sentAt  time.Time
-	recvSeq uint64
-	recvMax uint64
-	recvSrc string
+	mu sync.Mutex
+	// Guarded by mu.
+	// resumeHash is the hash in presence of the secret that resumes this
+	// session (the reader writes it before the socket is shared).
+	resumeHash string
+	calls      map[string]*callView     // this connection's live calls; nil until one
+	ended      recentCalls              // calls recently ended here, to drop repeats
+	replays    map[string]chan struct{} // the calls whose signals are being replayed (replay.go)
+	expiry     *time.Timer              // closes the connection when its token expires (expiry.go)
+	pinger     *time.Timer              // the next ping (writer.go)
+	out        outbox                   // the queue and the hold
 }
 
 func newConn(s *Server, ws *websocket.Conn, claims Claims, resume string) *conn {
 	c := &conn{
 		s: s, id: messages.NewID(), user: claims.Subject, holder: messages.NewID(), ws: ws, from: resume,
-		send: make(chan outFrame, s.cfg.SendQueue), calls: map[string]*callView{},
 		limit: rate.NewLimiter(rate.Limit(s.cfg.MessageRate), s.cfg.MessageBurst),
-		abuse: rate.NewLimiter(rate.Limit(s.cfg.MessageRate/10), s.cfg.MessageBurst),
 	}
+	c.out.max = s.cfg.SendQueue
 	c.bytes = rate.NewLimiter(rate.Limit(s.cfg.ByteRate), s.cfg.ByteBurst)
-	c.bytesAbuse = rate.NewLimiter(rate.Limit(s.cfg.ByteRate/10), s.cfg.ByteBurst)
 	c.token, c.resumeHash = messages.NewResumeToken(c.id)
 	c.ctx, c.cancel = context.WithCancel(s.bg)
 	c.setExpiry(claims.Expires)
 	return c
 }
 
-// run registers the connection (or resumes its session), welcomes it and
-// serves it until it ends.
-func (c *conn) run() {
-	defer c.cancel()
-	// The token's expiry timer (newConn) refers to c: left armed, it would
-	// keep a refused or ended socket in memory until the token expires.
-	defer c.stopExpiry()
-	log := c.s.log.With("conn", c.id)
-	prev, resuming := c.s.resumable(c)
-	if err := c.s.subscribe(c); err != nil {
-		log.Error("subscribe", "err", err)
-		c.closeWith(messages.CloseInternal, "unavailable")
-		return
-	}
-	var welcome []byte
-	if resuming {
-		var ok bool
-		if welcome, ok = c.takeOver(prev); !ok {
-			return
-		}
-	} else if welcome = c.start(); welcome == nil {
-		return
+// run registers the connection (or resumes its session) and welcomes it,
+// on the goroutine that accepted it, then starts its reader (read) on a
+// goroutine of its own, whose stack is no deeper than reading needs, and
+// returns. It reports whether the reader was started; then done runs when
+// the connection has ended.
+func (c *conn) run(done func()) (reading bool) {
+	welcome, resuming := c.open()
+	if welcome == nil {
+		c.end()
+		return false
 	}
 	// Counted before the welcome: a client that has its welcome is counted.
 	c.s.metrics.connections.Inc()
-	defer c.s.metrics.connections.Dec()
-	if err := c.write(welcome); err != nil {
+	if _, err := c.writeFrames([]outFrame{{frame: welcome}}); err != nil {
 		if resuming {
 			c.unrotate()
 		}
 		c.s.left(c)
-		return
+		c.s.metrics.connections.Dec()
+		c.end()
+		return false
 	}
 	if resuming && !c.catchUp() {
 		c.s.left(c)
-		return
+		c.s.metrics.connections.Dec()
+		c.end()
+		return false
 	}
-
-	g, ctx := errgroup.WithContext(c.ctx)
-	g.Go(func() error { return c.writeLoop(ctx) })
-	g.Go(func() error {
-		defer c.cancel() // the reader's exit ends the writer
-		return c.readLoop(ctx)
+	c.serve()
+	reading = c.s.goRun(func() {
+		defer done()
+		c.read()
 	})
-	_ = g.Wait()
+	if !reading { // the gateway has stopped
+		c.closeWith(messages.CloseRestart, "server restarting; resume elsewhere")
+		c.read()
+	}
+	return reading
+}
+
+// open registers the connection, or resumes its session, and returns its
+// welcome; nil when it was refused (and closed).
+func (c *conn) open() (welcome []byte, resuming bool) {
+	prev, resuming := c.s.resumable(c)
+	if err := c.s.subscribe(c); err != nil {
+		c.s.log.Error("subscribe", "conn", c.id, "err", err)
+		c.closeWith(messages.CloseInternal, "unavailable")
+		return nil, resuming
+	}
+	if resuming {
+		welcome, _ = c.takeOver(prev)
+		return welcome, true
+	}
+	return c.start(), false
+}
+
+// read serves the client's messages until the connection ends, then holds
+// the session for a resume (or ends it).
+func (c *conn) read() {
+	defer c.end()
+	defer c.s.metrics.connections.Dec()
+	_ = c.readLoop(c.ctx)
+	c.cancel() // the reader's exit ends the writer's socket
+	c.mu.Lock()
+	c.out.end()
+	c.pinger.Stop()
+	c.mu.Unlock()
+	c.writers.Wait()
 	c.s.left(c)
+}
+
+// end lets go of what the connection holds outside the session.
+func (c *conn) end() {
+	c.cancel()
+	// The token's expiry timer (newConn) refers to c: left armed, it would
+	// keep a refused or ended socket in memory until the token expires.
+	c.stopExpiry()
 }
 
 // start registers a new session and returns its welcome, or nil when the
@@ -257,43 +251,6 @@ func (c *conn) readLoop(ctx context.Context) error {
 	}
 }
 
-func (c *conn) writeLoop(ctx context.Context) error {
-	ping := time.NewTicker(c.s.cfg.PingInterval)
-	defer ping.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case f := <-c.send:
-			if f.frame == nil { // closeAfterQueue's marker
-				c.closeWith(c.lastCode, c.lastReason)
-				return nil
-			}
-			if err := c.write(f.frame); err != nil {
-				c.mu.Lock()
-				c.unsent = &f // held for a resume (session.go)
-				c.mu.Unlock()
-				return err
-			}
-		case <-ping.C:
-			// Ping waits for the pong; it must not hold up writes.
-			go func() {
-				pctx, cancel := context.WithTimeout(ctx, c.s.cfg.PingInterval)
-				defer cancel()
-				if err := c.ws.Ping(pctx); err != nil && ctx.Err() == nil {
-					c.closeWith(messages.ClosePolicy, "no pong")
-				}
-			}()
-		}
-	}
-}
-
-func (c *conn) write(frame []byte) error {
-	ctx, cancel := context.WithTimeout(c.ctx, c.s.cfg.WriteTimeout)
-	defer cancel()
-	return c.ws.Write(ctx, websocket.MessageText, frame)
-}
-
 // deliver updates the connection's view of its calls and queues frame (the
 // encoding of env; id is its delivery id). Repeats are dropped: a delivery
 // tried again (same id), the same call rung twice (by attach and by the
@@ -303,10 +260,10 @@ func (c *conn) write(frame []byte) error {
 func (c *conn) deliver(id string, env *messages.Envelope, frame []byte, bind *messages.Binding) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.holding {
-		return c.hold(outFrame{id, frame}, env, bind)
+	if c.out.holding {
+		return c.hold(heldFrame{outFrame: outFrame{id, frame}, env: env, bind: bind})
 	}
-	if id != "" && c.sentIDs.has(id) {
+	if id != "" && c.out.sent.has(id) {
 		return true // a replay of what this socket has (replay.go), or a retry
 	}
 	if c.apply(id, env, bind) {
@@ -322,27 +279,27 @@ func (c *conn) apply(id string, env *messages.Envelope, bind *messages.Binding) 
 	v := c.calls[env.Call]
 	switch env.Type {
 	case messages.TypeRinging:
-		if v != nil && v.state == "accepted" {
+		if v.accepted() {
 			return false // a retried invite's late reply: the call has moved on
 		}
 	case messages.TypeIncoming:
 		if v != nil || c.ended.has(env.Call) {
 			return false
 		}
-		c.calls[env.Call] = &callView{role: "callee", state: "ringing", peer: env.From}
+		c.setCall(env.Call, &callView{role: roleCallee, state: callRinging, peer: env.From})
 	case messages.TypeAccepted:
 		if bind == nil {
 			return true
 		}
-		repeat := v != nil && v.state == "accepted" && v.peerConn == bind.PeerConn
+		repeat := v.accepted() && v.peerConn == bind.PeerConn
 		if repeat && id != "" || c.ended.has(env.Call) {
 			return false // a reply to a retried accept is answered again
 		}
-		role := "caller"
+		role := roleCaller
 		if env.From == c.user {
-			role = "callee"
+			role = roleCallee
 		}
-		c.calls[env.Call] = &callView{role: role, state: "accepted", peer: bind.PeerUser, peerConn: bind.PeerConn}
+		c.setCall(env.Call, &callView{role: role, state: callAccepted, peer: bind.PeerUser, peerConn: bind.PeerConn})
 	case messages.TypeEnded:
 		if c.ended.has(env.Call) {
 			return false
@@ -352,18 +309,12 @@ func (c *conn) apply(id string, env *messages.Envelope, bind *messages.Binding) 
 	return true
 }
 
-// endCall forgets a call that ended for this connection. Guarded by mu.
-func (c *conn) endCall(call string) {
-	delete(c.calls, call)
-	c.ended.add(call)
-}
-
 // enqueue queues a reply to the client (see enqueueLocked).
 func (c *conn) enqueue(frame []byte) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.holding {
-		c.hold(outFrame{frame: frame}, nil, nil)
+	if c.out.holding {
+		c.hold(heldFrame{outFrame: outFrame{frame: frame}})
 		return
 	}
 	c.enqueueLocked(outFrame{frame: frame})
@@ -371,15 +322,15 @@ func (c *conn) enqueue(frame []byte) {
 
 // enqueueLocked queues f without blocking; a client whose queue is full is
 // too slow to keep up and is closed (signaling is never silently dropped).
-// Guarded by mu, so that no frame slips into send once holding began.
+// Guarded by mu, so that no frame slips into the queue once holding began.
 func (c *conn) enqueueLocked(f outFrame) {
-	if f.id != "" {
-		c.sentIDs.add(f.id)
+	start, full := c.out.push(f)
+	if full {
+		c.s.goRun(func() { c.closeWith(messages.CloseTooSlow, "too slow: send queue overflow") })
+		return
 	}
-	select {
-	case c.send <- f:
-	default:
-		go c.closeWith(messages.CloseTooSlow, "too slow: send queue overflow")
+	if start {
+		c.startWriter()
 	}
 }
 
@@ -402,10 +353,13 @@ func (c *conn) closeWith(code websocket.StatusCode, reason string) {
 // closeAfterQueue closes the connection once the frames queued before it are
 // written (at once if the queue is full). Called by the reader only.
 func (c *conn) closeAfterQueue(code websocket.StatusCode, reason string) {
-	c.lastCode, c.lastReason = code, reason
-	select {
-	case c.send <- outFrame{}:
-	default:
+	c.mu.Lock()
+	start, full := c.out.closeAfter(code, reason)
+	if start {
+		c.startWriter()
+	}
+	c.mu.Unlock()
+	if full {
 		c.closeWith(code, reason)
 	}
 }

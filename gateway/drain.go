@@ -58,7 +58,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	s.mu.Unlock()
 	done := make(chan struct{})
-	go func() { s.wg.Wait(); close(done) }()
+	go func() { s.tasks.wait(); close(done) }()
 	select {
 	case <-done:
 	case <-ctx.Done():

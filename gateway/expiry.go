@@ -13,9 +13,11 @@ import (
 // that is no longer c.expiry when it fires (a refresh replaced it, or
 // stopExpiry ran) does nothing, so a stale timer can neither warn nor close.
 //
-// The timers are armed with c.mu held, and their functions take c.mu before
-// reading their own *time.Timer: that orders the assignment before the read.
-// Frames are queued after c.mu is released: queueing may take c.mu itself.
+// The timers run their functions through the gateway's tasks, which
+// Shutdown waits for. They are armed with c.mu held, and their functions
+// take c.mu before reading their own *time.Timer: that orders the
+// assignment before the read. Frames are queued after c.mu is released:
+// queueing may take c.mu itself.
 //
 // The timer's function refers to c, so run stops it on every way out: an
 // ended or refused socket must not stay in memory until its token expires.
@@ -65,7 +67,7 @@ func (c *conn) stopExpiry() {
 // Called with c.mu held.
 func (c *conn) warnTimer(warnAt, closeAt time.Time) *time.Timer {
 	var t *time.Timer
-	t = time.AfterFunc(time.Until(warnAt), func() {
+	t = c.s.tasks.after(time.Until(warnAt), func() {
 		c.mu.Lock()
 		var warning *messages.Envelope
 		if c.expiry == t && c.ctx.Err() == nil {
@@ -94,7 +96,7 @@ func (c *conn) warn(closeAt time.Time) *messages.Envelope {
 // held.
 func (c *conn) closeTimer(closeAt time.Time) *time.Timer {
 	var t *time.Timer
-	t = time.AfterFunc(time.Until(closeAt), func() {
+	t = c.s.tasks.after(time.Until(closeAt), func() {
 		c.mu.Lock()
 		current := c.expiry == t
 		c.mu.Unlock()

@@ -4,6 +4,8 @@ import (
 	"io"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"github.com/callmesh/callmesh/messages"
 )
 
@@ -43,6 +45,10 @@ func (c *conn) readFrame(r io.Reader) (frame []byte, limit string, err error) {
 // are written. Called by the reader only.
 func (c *conn) refuse(limit string, frame []byte) bool {
 	c.s.guard.framesRefused.WithLabelValues(limit).Inc()
+	if c.abuse == nil {
+		c.abuse = rate.NewLimiter(rate.Limit(c.s.cfg.MessageRate/10), c.s.cfg.MessageBurst)
+		c.bytesAbuse = rate.NewLimiter(rate.Limit(c.s.cfg.ByteRate/10), c.s.cfg.ByteBurst)
+	}
 	abuse := !c.abuse.Allow()
 	if limit == limitBytes {
 		abuse = !c.bytesAbuse.AllowN(time.Now(), len(frame)) || abuse
@@ -59,7 +65,10 @@ func (c *conn) refuse(limit string, frame []byte) bool {
 	// Refusals are answered while the client reads its answers; a flood
 	// that does not is refused silently rather than overflowing its own
 	// queue, until the abuse limit closes it.
-	if len(c.send) < cap(c.send)/2 {
+	c.mu.Lock()
+	roomy := c.out.pending() < c.out.max/2
+	c.mu.Unlock()
+	if roomy {
 		c.replyError(messages.PeekID(frame), messages.CodeRateLimited, "too many messages; slow down")
 	}
 	return true

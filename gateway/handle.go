@@ -32,7 +32,7 @@ func (c *conn) handle(ctx context.Context, env *messages.Envelope) {
 		answered := c.ask(ctx, env, &messages.Request{Op: messages.OpInvite, Call: call, To: env.To, Data: env.Data}, func() {
 			c.mu.Lock()
 			if c.calls[call] == nil { // a retried invite may reply after accepted arrived
-				c.calls[call] = &callView{role: "caller", state: "ringing", peer: env.To}
+				c.setCall(call, &callView{role: roleCaller, state: callRinging, peer: env.To})
 			}
 			c.mu.Unlock()
 		})
@@ -117,7 +117,7 @@ func (c *conn) relay(env *messages.Envelope) {
 		c.mu.Unlock()
 		c.replyError(env.ID, messages.CodeForbidden, "this connection is not in that call")
 		return
-	case view.state != "accepted":
+	case view.state != callAccepted:
 		c.mu.Unlock()
 		c.replyError(env.ID, messages.CodeInvalidState, "signal is relayed only once the call is accepted")
 		return

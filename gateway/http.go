@@ -14,8 +14,8 @@ import (
 // refusal with a JSON body (PROTOCOL.md §1): 503 while draining, 403 for a
 // foreign browser origin, 429 for too many attempts from the address, 503
 // when full, 401 for a bad token (the signature check), 429 for too many
-// attempts of the user. It then serves the connection on this goroutine,
-// which becomes its reader.
+// attempts of the user. It then starts the connection's reader and returns:
+// the net/http connection that hijacked it, with its buffers, is let go.
 func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	draining := s.draining
@@ -33,8 +33,14 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// A slot is taken before it is counted, so that simultaneous requests
-	// cannot all see the last one free; a refusal gives it back.
-	defer s.open.Add(-1)
+	// cannot all see the last one free; a refusal gives it back, and the
+	// reader gives it back when the connection ends.
+	served := false
+	defer func() {
+		if !served {
+			s.open.Add(-1)
+		}
+	}()
 	if n := s.open.Add(1); s.cfg.MaxConns > 0 && n > int64(s.cfg.MaxConns) {
 		s.refuseConnect(w, refusedFull, http.StatusServiceUnavailable, messages.CodeUnavailable, "gateway is full; try another")
 		return
@@ -56,7 +62,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	ws.SetReadLimit(s.cfg.MaxMessageBytes)
 	c := newConn(s, ws, claims, r.URL.Query().Get("resume"))
 	c.raw = hj.conn
-	c.run()
+	served = c.run(func() { s.open.Add(-1) })
 }
 
 // serveDevToken mints a token for ?user=NAME. Dev mode only.

@@ -56,21 +56,29 @@ func (r *sentRing) add(delivery []byte) {
 	}
 }
 
-// recentIDs remembers the delivery ids last queued on a socket.
+// recentIDsMax is how many delivery ids recentIDs remembers.
+const recentIDsMax = 512
+
+// recentIDs remembers the last recentIDsMax delivery ids queued on a
+// socket. It grows as ids come: an idle socket keeps none.
 type recentIDs struct {
-	ids  [512]string
-	next int
+	ids  []string // a ring once full
+	next int      // where the next id goes once full
 	set  map[string]struct{}
 }
 
 func (r *recentIDs) add(id string) {
 	if r.set == nil {
-		r.set = make(map[string]struct{}, len(r.ids))
+		r.set = make(map[string]struct{})
 	}
-	delete(r.set, r.ids[r.next])
-	r.ids[r.next] = id
+	if len(r.ids) < recentIDsMax {
+		r.ids = append(r.ids, id)
+	} else {
+		delete(r.set, r.ids[r.next])
+		r.ids[r.next] = id
+		r.next = (r.next + 1) % recentIDsMax
+	}
 	r.set[id] = struct{}{}
-	r.next = (r.next + 1) % len(r.ids)
 }
 
 func (r *recentIDs) has(id string) bool {
@@ -94,11 +102,11 @@ func (c *conn) control(ctl *messages.Control) {
 		}
 		c.mu.Unlock()
 	case messages.CtlResync:
-		go c.resync([]peerRef{{ctl.Call, ctl.User, ctl.Conn}})
+		c.resync([]peerRef{{ctl.Call, ctl.User, ctl.Conn}})
 	case messages.CtlTail:
 		c.mu.Lock()
 		v := c.calls[ctl.Call]
-		if v == nil || v.state != "accepted" || v.peerConn != ctl.Conn {
+		if !v.accepted() || v.peerConn != ctl.Conn {
 			c.mu.Unlock()
 			return
 		}
@@ -106,7 +114,10 @@ func (c *conn) control(ctl *messages.Control) {
 			v.recvSrc, v.recvSeq, v.recvMax = ctl.Src, 0, 0
 		}
 		v.recvMax = max(v.recvMax, ctl.Seq)
-		c.repairIf(ctl.Seq > v.recvSeq, peerRef{ctl.Call, v.peer, v.peerConn})
+		started := ctl.Seq > v.recvSeq && c.out.startResync()
+		p := peerRef{ctl.Call, v.peer, v.peerConn}
+		c.mu.Unlock()
+		c.repair(started, p)
 	}
 }
 
@@ -115,7 +126,7 @@ func (c *conn) control(ctl *messages.Control) {
 func (c *conn) track(d *messages.Delivery) {
 	c.mu.Lock()
 	v := c.calls[d.Env.Call]
-	if v == nil || v.state != "accepted" {
+	if !v.accepted() {
 		c.mu.Unlock()
 		return
 	}
@@ -126,16 +137,27 @@ func (c *conn) track(d *messages.Delivery) {
 	if d.Seq == v.recvSeq+1 {
 		v.recvSeq++
 	}
-	c.repairIf(d.Seq > v.recvSeq+1, peerRef{d.Env.Call, v.peer, v.peerConn})
+	started := d.Seq > v.recvSeq+1 && c.out.startResync()
+	p := peerRef{d.Env.Call, v.peer, v.peerConn}
+	c.mu.Unlock()
+	c.repair(started, p)
 }
 
-// repairIf starts a resync of one call if need and no socket is away or
-// holding already, and unlocks c.mu. Called with c.mu held.
-func (c *conn) repairIf(need bool, p peerRef) {
-	started := need && c.startResync()
-	c.mu.Unlock()
+// repair finishes the resync of one call that started (the frames are
+// held: startResync said so), in the background.
+func (c *conn) repair(started bool, p peerRef) {
 	if started {
-		go c.finishResync([]peerRef{p})
+		c.goResync([]peerRef{p})
+	}
+}
+
+// goResync finishes a started resync in the background; if the gateway
+// has stopped, it lets go of what it held for it.
+func (c *conn) goResync(peers []peerRef) {
+	if !c.s.goRun(func() { c.finishResync(peers) }) {
+		c.mu.Lock()
+		c.out.stopHolding()
+		c.mu.Unlock()
 	}
 }
 
@@ -215,26 +237,16 @@ func (c *conn) askReplays(peers []peerRef) {
 	}
 }
 
-// resync repairs the signals an open socket may have missed in calls:
-// frames are held while the peers replay, then released once each.
+// resync repairs, in the background, the signals an open socket may have
+// missed in calls: frames are held while the peers replay, then released
+// once each.
 func (c *conn) resync(peers []peerRef) {
 	c.mu.Lock()
-	started := c.startResync()
+	started := c.out.startResync()
 	c.mu.Unlock()
 	if started {
-		c.finishResync(peers)
+		c.goResync(peers)
 	}
-}
-
-// startResync holds an open socket's frames for a resync, unless it is
-// away, resuming or resyncing already (what holds it then repairs).
-// Guarded by mu.
-func (c *conn) startResync() bool {
-	if c.holding || c.taken {
-		return false
-	}
-	c.holding = true
-	return true
 }
 
 // finishResync asks for the replays, then releases what was held.
@@ -242,40 +254,13 @@ func (c *conn) finishResync(peers []peerRef) {
 	c.askReplays(peers)
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	batch := c.release()
-	c.holding = false
+	batch := c.out.release()
+	c.out.stopHolding()
 	for _, f := range batch {
 		if f.env == nil || c.apply(f.id, f.env, f.bind) {
 			c.enqueueLocked(f.outFrame)
 		}
 	}
-}
-
-// release takes what c holds, each delivery once: its last copy (a replay
-// resends in order what came before it), and none already queued on this
-// socket. Guarded by mu.
-func (c *conn) release() []heldFrame {
-	batch := c.held
-	c.held, c.heldBytes = nil, 0
-	seen := make(map[string]bool, len(batch))
-	keep := make([]bool, len(batch))
-	n := 0
-	for i := len(batch) - 1; i >= 0; i-- {
-		id := batch[i].id
-		if id != "" && (seen[id] || c.sentIDs.has(id)) {
-			continue
-		}
-		seen[id] = true
-		keep[i] = true
-		n++
-	}
-	out := make([]heldFrame, 0, n)
-	for i, f := range batch {
-		if keep[i] {
-			out = append(out, f)
-		}
-	}
-	return out
 }
 
 // onReconnect repairs what the gateway's NATS connection may have lost
@@ -289,7 +274,7 @@ func (s *Server) onReconnect() {
 		var peers []peerRef
 		c.mu.Lock()
 		for call, v := range c.calls {
-			if v.state == "accepted" {
+			if v.state == callAccepted {
 				peers = append(peers, peerRef{call, v.peer, v.peerConn})
 			}
 		}
@@ -298,7 +283,7 @@ func (s *Server) onReconnect() {
 			s.sendControl(p.user, p.conn, messages.Control{Op: messages.CtlResync, Call: p.call, User: c.user, Conn: c.id})
 		}
 		if len(peers) > 0 {
-			go c.resync(peers)
+			c.resync(peers)
 		}
 	}
 }
@@ -329,7 +314,7 @@ func (c *conn) sendTails(now time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for call, v := range c.calls {
-		if v.state != "accepted" || v.sentSeq == 0 || now.Sub(v.sentAt) > tailFor {
+		if v.state != callAccepted || v.sentSeq == 0 || now.Sub(v.sentAt) > tailFor {
 			continue
 		}
 		c.s.sendControl(v.peer, v.peerConn, messages.Control{

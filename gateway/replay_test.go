@@ -26,19 +26,19 @@ func TestSentRingKeepsTheNewest(t *testing.T) {
 // and in order, what came before it), keeps frames without an id, and drops
 // what the socket already has.
 func TestReleaseKeepsLastCopies(t *testing.T) {
-	c := &conn{}
-	c.sentIDs.add("s1")
+	var o outbox
+	o.sent.add("s1")
 	for _, id := range []string{"s1", "s2", "", "s3", "s2", "s3", "s4", ""} {
-		c.held = append(c.held, heldFrame{outFrame: outFrame{id: id, frame: []byte(id + "!")}})
+		o.held = append(o.held, heldFrame{outFrame: outFrame{id: id, frame: []byte(id + "!")}})
 	}
 	var got []string
-	for _, f := range c.release() {
+	for _, f := range o.release() {
 		got = append(got, string(f.frame))
 	}
 	if want := []string{"!", "s2!", "s3!", "s4!", "!"}; !slices.Equal(got, want) {
 		t.Fatalf("released %q, want %q", got, want)
 	}
-	if len(c.held) != 0 {
-		t.Fatalf("still held: %d", len(c.held))
+	if len(o.held) != 0 {
+		t.Fatalf("still held: %d", len(o.held))
 	}
 }

@@ -55,7 +55,7 @@ func (s *Server) resumable(c *conn) (from presence.Conn, ok bool) {
 	c.token, c.resumeHash = messages.NewResumeToken(id)
 	c.resuming.Store(true)
 	c.mu.Lock()
-	c.holding = true
+	c.out.startHolding()
 	c.mu.Unlock()
 	return presence.Conn{Resume: hash}, true
 }
@@ -89,9 +89,10 @@ func (c *conn) takeOver(from presence.Conn) ([]byte, bool) {
 	var peers []peerRef
 	c.mu.Lock()
 	for _, rc := range reply.Calls {
-		c.calls[rc.Call] = &callView{role: rc.Role, state: rc.State, peer: rc.Peer, peerConn: rc.PeerConn}
+		v := &callView{role: callRoleOf(rc.Role), state: callStateOf(rc.State), peer: rc.Peer, peerConn: rc.PeerConn}
+		c.setCall(rc.Call, v)
 		infos = append(infos, rc.CallInfo)
-		if rc.State == "accepted" {
+		if v.state == callAccepted {
 			peers = append(peers, peerRef{rc.Call, rc.Peer, rc.PeerConn})
 		}
 	}
@@ -163,22 +164,14 @@ func (c *conn) prependHeld(frames []messages.HeldFrame) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for _, f := range c.held {
-		if f.id == "" || !seen[f.id] {
-			held = append(held, f)
-		}
-	}
-	c.held, c.heldBytes = held, 0
-	for _, f := range held {
-		c.heldBytes += len(f.frame)
-	}
+	c.out.prepend(held, seen)
 }
 
 // fromPeer reports whether a handed-over signal belongs to one of c's
 // accepted calls, from its peer. Guarded by mu.
 func (c *conn) fromPeer(env *messages.Envelope) bool {
 	v := c.calls[env.Call]
-	return v != nil && v.state == "accepted" && v.peer == env.From
+	return v.accepted() && v.peer == env.From
 }
 
 // unrotate puts back the resume secret the client still has, when the
@@ -202,9 +195,9 @@ func (c *conn) unrotate() {
 func (c *conn) catchUp() bool {
 	for {
 		c.mu.Lock()
-		batch := c.release()
+		batch := c.out.release()
 		if len(batch) == 0 {
-			c.holding = false
+			c.out.stopHolding()
 			c.mu.Unlock()
 			return true
 		}
@@ -222,16 +215,15 @@ func (c *conn) catchUp() bool {
 			}
 		}
 		c.mu.Unlock()
+		frames := make([]outFrame, len(out))
 		for i, f := range out {
-			if err := c.write(f.frame); err != nil {
-				c.mu.Lock()
-				c.held = append(out[i:len(out):len(out)], c.held...)
-				for _, f := range c.held {
-					c.heldBytes += len(f.frame)
-				}
-				c.mu.Unlock()
-				return false
-			}
+			frames[i] = f.outFrame
+		}
+		if n, err := c.writeFrames(frames); err != nil {
+			c.mu.Lock()
+			c.out.holdAgain(out[n:])
+			c.mu.Unlock()
+			return false
 		}
 	}
 }
@@ -247,7 +239,7 @@ func (s *Server) serveHandover(m *nats.Msg) {
 			reply.Frames, reply.Found = c.handOver()
 			if reply.Found {
 				s.unsubscribe(c)
-				go c.closeWith(messages.CloseTakenOver, "session resumed on another connection")
+				s.goRun(func() { c.closeWith(messages.CloseTakenOver, "session resumed on another connection") })
 			}
 		}
 	}

@@ -51,7 +51,7 @@ type Server struct {
 	bg         context.Context // cancelled by Shutdown
 	cancel     context.CancelFunc
 	deliveries chan *nats.Msg
-	wg         sync.WaitGroup
+	tasks      tasks // every goroutine the gateway starts; Shutdown waits for them
 
 	open  atomic.Int64 // slots of MaxConns taken: connections being admitted or served
 	guard *floodGuard
@@ -135,7 +135,7 @@ func New(ctx context.Context, cfg Config, nc *nats.Conn) (*Server, error) {
 		if logReconnect != nil {
 			logReconnect(nc)
 		}
-		go s.onReconnect()
+		s.goRun(s.onReconnect)
 	})
 	// Before the heartbeat: presence names no connection here until the
 	// routers' deliveries to this gateway have a subscriber.
@@ -193,10 +193,9 @@ func (s *Server) Handler() http.Handler { return s.mux }
 // Mux returns the gateway's mux, so a caller can add pages (the demo).
 func (s *Server) Mux() *http.ServeMux { return s.mux }
 
-func (s *Server) goRun(f func()) {
-	s.wg.Add(1)
-	go func() { defer s.wg.Done(); f() }()
-}
+// goRun runs f on a goroutine that Shutdown waits for, and reports false
+// (running nothing) once Shutdown has begun waiting.
+func (s *Server) goRun(f func()) bool { return s.tasks.run(f) }
 
 func (s *Server) serveHealth(w http.ResponseWriter, _ *http.Request) {
 	s.mu.Lock()
@@ -364,7 +363,7 @@ func (s *Server) reregister() {
 	s.mu.Unlock()
 	for _, c := range conns {
 		c.mu.Lock()
-		taken, at := c.taken, c.presence()
+		taken, at := c.out.taken, c.presence()
 		c.mu.Unlock()
 		if taken || c.resuming.Load() { // a resume registers by takeover
 			continue

@@ -1,79 +1,22 @@
 package gateway
 
 import (
-	"time"
-
 	"github.com/callmesh/callmesh/messages"
 	"github.com/callmesh/callmesh/presence"
 )
 
-// Bounds of what a session holds while no socket serves it. Past either,
-// frames would be lost, so the session ends at once instead (its calls end
-// with disconnected) and a later resume gets a fresh session. The bytes
-// bound keeps a handover reply under NATS's default 1 MB payload limit.
-const (
-	heldMaxFrames = 1024
-	heldMaxBytes  = 512 << 10
-)
-
-// heldFrame is one frame held for a session: with its envelope and binding
-// when it is a delivery, so a catching-up socket can update its call views.
-type heldFrame struct {
-	outFrame
-	env  *messages.Envelope
-	bind *messages.Binding
-	// handedOver marks a frame another gateway held (resume.go).
-	handedOver bool
-}
-
-// hold keeps f for the socket that will serve the session, and reports
-// false if the session has moved on (or lost frames already). Guarded by
+// hold keeps f for the socket that will serve the session (see
+// outbox.hold), and ends the session when the hold overflows. Guarded by
 // mu.
-func (c *conn) hold(f outFrame, env *messages.Envelope, bind *messages.Binding) bool {
-	if c.taken || c.overflow {
-		return false
-	}
-	if len(c.held) >= heldMaxFrames || c.heldBytes+len(f.frame) > heldMaxBytes {
-		c.overflow = true
-		c.held, c.heldBytes = nil, 0
-		go func() {
+func (c *conn) hold(f heldFrame) bool {
+	ok, overflowed := c.out.hold(f)
+	if overflowed {
+		c.s.goRun(func() {
 			c.closeWith(messages.CloseTooSlow, "too much held while resuming")
 			c.s.finish(c)
-		}()
-		return false
+		})
 	}
-	c.held = append(c.held, heldFrame{outFrame: f, env: env, bind: bind})
-	c.heldBytes += len(f.frame)
-	return true
-}
-
-// startHolding diverts frames from the socket to held, keeping first the
-// frame whose write failed and those still queued. Guarded by mu.
-func (c *conn) startHolding() {
-	if c.holding {
-		return
-	}
-	c.holding = true
-	var queued []heldFrame
-	if c.unsent != nil {
-		queued = append(queued, heldFrame{outFrame: *c.unsent})
-		c.unsent = nil
-	}
-drain:
-	for {
-		select {
-		case f := <-c.send:
-			if f.frame != nil { // not closeAfterQueue's marker
-				queued = append(queued, heldFrame{outFrame: f})
-			}
-		default:
-			break drain
-		}
-	}
-	for _, f := range queued {
-		c.heldBytes += len(f.frame)
-	}
-	c.held = append(queued, c.held...)
+	return ok
 }
 
 // left handles the end of c's socket. After bye the session ends at once;
@@ -81,8 +24,8 @@ drain:
 // this or another gateway resumed it.
 func (s *Server) left(c *conn) {
 	c.mu.Lock()
-	c.startHolding()
-	taken := c.taken
+	c.out.startHolding()
+	taken := c.out.taken
 	c.mu.Unlock()
 	switch {
 	case taken || s.bg.Err() != nil:
@@ -93,7 +36,7 @@ func (s *Server) left(c *conn) {
 		s.finish(c)
 	default:
 		c.mu.Lock()
-		c.grace = time.AfterFunc(s.cfg.ResumeGrace, func() { s.finish(c) })
+		c.out.setGrace(s.tasks.after(s.cfg.ResumeGrace, func() { s.finish(c) }))
 		c.mu.Unlock()
 	}
 }
@@ -102,9 +45,7 @@ func (s *Server) left(c *conn) {
 // (if this socket still holds it) and the routers end its calls.
 func (s *Server) finish(c *conn) {
 	c.mu.Lock()
-	taken := c.taken
-	c.taken = true
-	c.held = nil
+	taken := c.out.finish()
 	c.mu.Unlock()
 	if !taken && s.bg.Err() == nil {
 		left := orphan{user: c.user, conn: c.id, holder: c.holder, bye: c.bye.Load()}
@@ -132,20 +73,7 @@ func (s *Server) finish(c *conn) {
 func (c *conn) handOver() (frames []messages.HeldFrame, ok bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.taken {
-		return nil, false
-	}
-	c.startHolding()
-	c.taken = true
-	if c.grace != nil {
-		c.grace.Stop()
-	}
-	frames = make([]messages.HeldFrame, len(c.held))
-	for i, f := range c.held {
-		frames[i] = messages.HeldFrame{ID: f.id, Frame: f.frame}
-	}
-	c.held, c.heldBytes = nil, 0
-	return frames, true
+	return c.out.handOver()
 }
 
 // recentCalls remembers the last few calls that ended on a connection, so
