@@ -31,6 +31,7 @@ var commands = []struct{ name, args, desc string }{
 	{"router", "", "run one router (calls, ring timeouts, dead-gateway cleanup) on nats.url"},
 	{"token", " --user NAME [--ttl 1h] [--kid ID]", "mint a JWT with the configured key and print it"},
 	{"nats-auth", " [--gateway-names " + defaultGatewayNames + "]", "print the NATS server's authorization config: one login for the routers and one per named gateway"},
+	{"bench", benchArgs, "load generator: connections, calls or signal relay against gateways (or PeerJS), with latency percentiles and the server's cost"},
 }
 
 func usage(w io.Writer) {
@@ -100,11 +101,18 @@ func runCommand(ctx context.Context, cmd string, args, environ []string, stdout,
 	fv := addConfigFlags(fs)
 	var tf tokenFlags
 	var gatewayNames *string
+	var bf *benchFlags
 	switch cmd {
 	case "token":
 		tf = addTokenFlags(fs)
 	case "nats-auth":
 		gatewayNames = addNATSAuthFlags(fs)
+	case "bench":
+		bf = addBenchFlags(fs)
+		var scenario string
+		if scenario, args = benchScenario(args); scenario != "" {
+			*bf.scenario = scenario
+		}
 	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -131,6 +139,8 @@ func runCommand(ctx context.Context, cmd string, args, environ []string, stdout,
 		return runRouter(ctx, cfg, log)
 	case "nats-auth":
 		return runNATSAuth(cfg, *gatewayNames, stdout)
+	case "bench":
+		return runBench(ctx, cfg, bf, stdout, stderr)
 	default:
 		return runToken(cfg, tf, stdout)
 	}
