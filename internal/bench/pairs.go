@@ -12,11 +12,11 @@ import (
 // pair is two connections on different gateways (when there are several):
 // a caller and a callee.
 type pair struct {
-	idx          int
-	caller       *conn
-	callee       *conn
-	call         string // the accepted call (relay)
-	n            int    // requests made, for correlation ids; owned by the pair's goroutine
+	idx    int
+	caller *conn
+	callee *conn
+	call   string // the accepted call (relay)
+	n      int    // requests made, for correlation ids; owned by the pair's goroutine
 }
 
 // openPairs opens the connections of o.Pairs pairs: pair i's caller on
