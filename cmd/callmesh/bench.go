@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -20,6 +21,7 @@ import (
 type benchFlags struct {
 	scenario, target, urls, tokenURL *string
 	json                             *bool
+	jsonOut                          *string
 	o                                bench.Options
 }
 
@@ -33,6 +35,7 @@ func addBenchFlags(fs *flag.FlagSet) *benchFlags {
 		urls:     fs.String("url", "", "comma-separated WebSocket URLs (default: the gateways of callmesh dev --gateways 2, or PeerJS on :9000)"),
 		tokenURL: fs.String("token-url", "", "where to get tokens when jwt.secret is not set (default: /dev/token of the first URL's host)"),
 		json:     fs.Bool("json", false, "print the report as JSON"),
+		jsonOut:  fs.String("json-out", "", "also write the report as JSON to this file"),
 	}
 	o := &bf.o
 	fs.IntVar(&o.Conns, "conns", d.Conns, "connect: connections to open")
@@ -98,11 +101,23 @@ func runBench(ctx context.Context, cfg *Config, bf *benchFlags, stdout, stderr i
 		} else {
 			werr = bench.WriteTable(stdout, rep)
 		}
+		if *bf.jsonOut != "" {
+			werr = errors.Join(werr, writeJSONFile(*bf.jsonOut, rep))
+		}
 		if err == nil {
 			err = werr
 		}
 	}
 	return err
+}
+
+// writeJSONFile writes rep to path as JSON.
+func writeJSONFile(path string, rep *bench.Report) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	return errors.Join(bench.WriteJSON(f, rep), f.Close())
 }
 
 // benchTokens signs tokens with the configured key (jwt.secret, or
