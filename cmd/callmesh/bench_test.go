@@ -27,7 +27,7 @@ func TestBenchSmoke(t *testing.T) {
 		steps int
 	}{
 		{"connect", []string{"connect", "--conns", "40", "--dialers", "8"}, 1},
-		{"connect sweep", []string{"connect", "--conns", "40", "--dialers", "8", "--sweep"}, 4},
+		{"connect sweep", []string{"connect", "--conns", "40", "--dialers", "8", "--sweep", "--max-p99", "1h"}, 4},
 		{"calls", []string{"calls", "--pairs", "4", "--rate", "20"}, 1},
 		{"relay", []string{"relay", "--pairs", "4", "--rate", "200"}, 1},
 		{"relay sweep", []string{"relay", "--pairs", "4", "--rate", "100", "--sweep", "--sweep-steps", "2", "--max-p99", "1h"}, 2},
