@@ -50,9 +50,10 @@ func addBenchFlags(fs *flag.FlagSet) *benchFlags {
 	fs.DurationVar(&o.Timeout, "timeout", d.Timeout, "bound of one dial or one step of a call")
 	fs.DurationVar(&o.Settle, "settle", d.Settle, "connect: wait before reading the server's memory")
 	fs.DurationVar(&o.Hold, "hold", 0, "connect: keep the connections open this long at the end")
-	fs.BoolVar(&o.Sweep, "sweep", false, "step the rate up (connect: the connections, in quarters) until a step misses the criterion")
+	fs.BoolVar(&o.Sweep, "sweep", false, "step the rate up until a step misses the criterion (connect: open the connections in 4 steps)")
 	fs.Float64Var(&o.SweepFactor, "sweep-factor", d.SweepFactor, "each sweep step's rate is the last one's times this")
-	fs.IntVar(&o.SweepSteps, "sweep-steps", d.SweepSteps, "at most this many sweep steps")
+	fs.IntVar(&o.SweepSteps, "sweep-steps", d.SweepSteps, "at most this many rates in a sweep")
+	fs.IntVar(&o.SweepRetries, "sweep-retries", 1, "run a rate that missed the criterion again this many times before the sweep stops")
 	fs.DurationVar(&o.MaxP99, "max-p99", d.MaxP99, "the criterion: p99 at most this, with no errors and nothing lost")
 	fs.IntVar(&o.PID, "pid", 0, "the server's process id, for its memory and CPU (default: the process listening on the first URL's port, when local)")
 	return bf

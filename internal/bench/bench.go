@@ -60,9 +60,13 @@ type Options struct {
 	Hold        time.Duration // connect: keep the connections open this long at the end
 	Sweep       bool          // step the rate (connect: the connections) up until the criterion fails
 	SweepFactor float64       // each step's rate is the last one's times this
-	SweepSteps  int           // at most this many steps
-	MaxP99      time.Duration // the criterion: p99 at most this, and no errors or losses
-	PID         int           // the server's process; 0: found by the first URL's port when local
+	SweepSteps  int           // at most this many rates
+	// SweepRetries is how many times a sweep runs a rate again that
+	// missed the criterion before it stops: on a shared machine one step
+	// can miss it for reasons of the machine's.
+	SweepRetries int
+	MaxP99       time.Duration // the criterion: p99 at most this, and no errors or losses
+	PID          int           // the server's process; 0: found by the first URL's port when local
 
 	// Progress, when set, gets a live status line (with \r) twice a second.
 	Progress io.Writer
@@ -331,6 +335,31 @@ func (o *Options) sweepRates() []float64 {
 	return rates
 }
 
+// steps runs step for each rate of the sweep (step numbers from 1), and
+// adds its results to rep. A sweep goes on while steps meet the criterion;
+// a rate that misses it is run again up to o.SweepRetries times.
+func (r *run) steps(ctx context.Context, rep *Report, step func(rate float64, n int) Result) {
+	rates := r.o.sweepRates()
+	retries := 0
+	for i, n := 0, 1; i < len(rates) && ctx.Err() == nil; n++ {
+		res := step(rates[i], n)
+		if ctx.Err() != nil {
+			return
+		}
+		rep.Steps = append(rep.Steps, res)
+		switch {
+		case !r.o.Sweep:
+			return
+		case res.Pass:
+			i, retries = i+1, 0
+		case retries < r.o.SweepRetries:
+			retries++
+		default:
+			return
+		}
+	}
+}
+
 // round2 rounds x to two significant digits: 1234 → 1200.
 func round2(x float64) float64 {
 	if x < 10 {
@@ -387,35 +416,44 @@ func (r *run) tokens(ctx context.Context, from, to int) ([]string, error) {
 		return toks, nil
 	}
 	var (
-		next  atomic.Int64
-		wg    sync.WaitGroup
 		mu    sync.Mutex
 		first error
 	)
-	next.Store(int64(from))
-	for range 16 {
-		wg.Go(func() {
-			for {
-				i := int(next.Add(1) - 1)
-				if i >= to || ctx.Err() != nil {
-					return
-				}
-				t, err := r.o.Token(ctx, r.userName(i))
-				if err != nil {
-					mu.Lock()
-					first = cmpErr(first, fmt.Errorf("token for %s: %w", r.userName(i), err))
-					mu.Unlock()
-					return
-				}
-				toks[i-from] = t
-			}
-		})
-	}
-	wg.Wait()
+	parallel(ctx, 16, from, to, func(i int) bool {
+		t, err := r.o.Token(ctx, r.userName(i))
+		if err != nil {
+			mu.Lock()
+			first = cmpErr(first, fmt.Errorf("token for %s: %w", r.userName(i), err))
+			mu.Unlock()
+			return false
+		}
+		toks[i-from] = t
+		return true
+	})
 	if first == nil {
 		first = ctx.Err()
 	}
 	return toks, first
+}
+
+// parallel calls fn(i) for every i from … to-1 on workers goroutines, and
+// returns when all are done. A worker stops when fn returns false or ctx
+// ends.
+func parallel(ctx context.Context, workers, from, to int, fn func(i int) bool) {
+	var next atomic.Int64
+	next.Store(int64(from))
+	var wg sync.WaitGroup
+	for range min(workers, max(to-from, 1)) {
+		wg.Go(func() {
+			for ctx.Err() == nil {
+				i := int(next.Add(1) - 1)
+				if i >= to || !fn(i) {
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
 }
 
 func cmpErr(a, b error) error {

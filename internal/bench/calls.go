@@ -19,19 +19,9 @@ func (r *run) calls(ctx context.Context, rep *Report) error {
 		return err
 	}
 	defer r.closePairs(pairs)
-	for step, rate := range r.o.sweepRates() {
-		if ctx.Err() != nil {
-			return nil
-		}
-		res := r.callsStep(ctx, pairs, rate, step+1)
-		if ctx.Err() != nil {
-			return nil
-		}
-		rep.Steps = append(rep.Steps, res)
-		if r.o.Sweep && !res.Pass {
-			break
-		}
-	}
+	r.steps(ctx, rep, func(rate float64, step int) Result {
+		return r.callsStep(ctx, pairs, rate, step)
+	})
 	return nil
 }
 
@@ -123,14 +113,7 @@ func (r *run) callsStep(ctx context.Context, pairs []*pair, rate float64, step i
 		Failed:    failed.Load(),
 		ServerPID: r.srv.pid,
 	}
-	if d := time.Duration(lastDone.Load()) - measureFrom; d > 0 {
-		res.Achieved = float64(res.Ops) / max(d.Seconds(), o.Duration.Seconds())
-	}
-	if r.srv.pid != 0 && res.Ops > 0 {
-		cpu := cpu1.cpu - cpu0.cpu
-		res.ServerCPUPerOpUs = float64(cpu) / float64(time.Microsecond) / float64(res.Ops)
-		res.ServerCPUUtil = cpu.Seconds() / window.Seconds()
-	}
+	res.setRates(o.Duration, time.Duration(lastDone.Load())-measureFrom, cpu1.cpu-cpu0.cpu, window)
 	res.Pass = res.Latency.P99 <= ms(o.MaxP99) && res.Failed == 0 && sum(res.Errors) == 0 && res.Ops > 0
 	return res
 }

@@ -12,7 +12,8 @@ import (
 // time, spread over the gateways and the source addresses: connect rate,
 // welcome latency, and the server's memory per connection. A sweep opens
 // them in steps (an eighth, a quarter, a half, all), keeping the earlier
-// ones open, so each step shows the cost at that many connections.
+// ones open, so each step shows the cost at that many connections; every
+// step runs, whether or not the one before met the criterion.
 func (r *run) connect(ctx context.Context, rep *Report) error {
 	o := r.o
 	targets := []int{o.Conns}
@@ -38,43 +39,32 @@ func (r *run) connect(ctx context.Context, rep *Report) error {
 		r.lat.reset()
 		from := len(conns) + failedTotal
 		var (
-			next   atomic.Int64
 			done   atomic.Int64
 			failed atomic.Int64
 			mu     sync.Mutex
 			opened []*conn
 		)
-		next.Store(int64(from))
 		total := n - len(conns)
 		r.setProgress(func() string {
 			return fmt.Sprintf("connect step %d: %d/%d welcomed, %d failed, %s", step+1, done.Load(), total, failed.Load(), pct(r.lat.summary()))
 		})
 		start := time.Now()
-		var wg sync.WaitGroup
-		for range o.Dialers {
-			wg.Go(func() {
-				for ctx.Err() == nil {
-					i := int(next.Add(1) - 1)
-					if i >= from+total {
-						return
-					}
-					c, took, reason := r.open(ctx, i, r.dialURL(ctx, i, i, tokens[i]))
-					if c == nil {
-						failed.Add(1)
-						if reason != "refused" {
-							r.errors.add(reason)
-						}
-						continue
-					}
-					done.Add(1)
-					r.lat.record(i, took)
-					mu.Lock()
-					opened = append(opened, c)
-					mu.Unlock()
+		parallel(ctx, o.Dialers, from, from+total, func(i int) bool {
+			c, took, reason := r.open(ctx, i, r.dialURL(ctx, i, i, tokens[i]))
+			if c == nil {
+				failed.Add(1)
+				if reason != "refused" {
+					r.errors.add(reason)
 				}
-			})
-		}
-		wg.Wait()
+				return true
+			}
+			done.Add(1)
+			r.lat.record(i, took)
+			mu.Lock()
+			opened = append(opened, c)
+			mu.Unlock()
+			return true
+		})
 		elapsed := time.Since(start)
 		conns = append(conns, opened...)
 		failedTotal += int(failed.Load())
@@ -101,9 +91,6 @@ func (r *run) connect(ctx context.Context, rep *Report) error {
 		}
 		res.Pass = res.Latency.P99 <= ms(o.MaxP99) && res.Failed == 0 && sum(res.Errors) == 0
 		rep.Steps = append(rep.Steps, res)
-		if o.Sweep && !res.Pass {
-			break
-		}
 	}
 	if o.Hold > 0 {
 		r.setProgress(func() string { return fmt.Sprintf("connect: holding %d connections for %s", len(conns), o.Hold) })

@@ -30,34 +30,24 @@ func (r *run) openPairs(ctx context.Context) ([]*pair, error) {
 	}
 	conns := make([]*conn, n)
 	var (
-		next   atomic.Int64
 		done   atomic.Int64
 		failMu sync.Mutex
 		fail   string
 	)
 	r.setProgress(func() string { return fmt.Sprintf("connecting: %d/%d", done.Load(), n) })
-	var wg sync.WaitGroup
-	for range min(r.o.Dialers, n) {
-		wg.Go(func() {
-			for ctx.Err() == nil {
-				i := int(next.Add(1) - 1)
-				if i >= n {
-					return
-				}
-				gw := i/2 + i%2 // pair p: caller on gateway p, callee on p+1
-				c, _, reason := r.open(ctx, i, r.dialURL(ctx, i, gw, tokens[i]))
-				if c == nil {
-					failMu.Lock()
-					fail = reason
-					failMu.Unlock()
-					return
-				}
-				conns[i] = c
-				done.Add(1)
-			}
-		})
-	}
-	wg.Wait()
+	parallel(ctx, r.o.Dialers, 0, n, func(i int) bool {
+		gw := i/2 + i%2 // pair p: caller on gateway p, callee on p+1
+		c, _, reason := r.open(ctx, i, r.dialURL(ctx, i, gw, tokens[i]))
+		if c == nil {
+			failMu.Lock()
+			fail = reason
+			failMu.Unlock()
+			return false
+		}
+		conns[i] = c
+		done.Add(1)
+		return true
+	})
 	if fail != "" || ctx.Err() != nil {
 		r.closeAll(conns)
 		if fail == "" {

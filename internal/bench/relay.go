@@ -71,19 +71,9 @@ func (r *run) relay(ctx context.Context, rep *Report) error {
 		senders = append(senders, r.newSender(p.caller, p.callee, p.call), r.newSender(p.callee, p.caller, p.call))
 	}
 	workers := min(4, len(senders))
-	for step, rate := range o.sweepRates() {
-		if ctx.Err() != nil {
-			return nil
-		}
-		res := r.relayStep(ctx, pairs, senders, workers, rate, step+1)
-		if ctx.Err() != nil {
-			return nil
-		}
-		rep.Steps = append(rep.Steps, res)
-		if o.Sweep && !res.Pass {
-			break
-		}
-	}
+	r.steps(ctx, rep, func(rate float64, step int) Result {
+		return r.relayStep(ctx, pairs, senders, workers, rate, step)
+	})
 	if o.Target == TargetCallmesh {
 		r.setProgress(func() string { return "relay: hanging up" })
 		for _, p := range pairs {
@@ -96,32 +86,23 @@ func (r *run) relay(ctx context.Context, rep *Report) error {
 // setupCalls establishes a call in every pair, 16 at a time.
 func (r *run) setupCalls(ctx context.Context, pairs []*pair) error {
 	var (
-		next, done atomic.Int64
-		mu         sync.Mutex
-		fail       string
+		done atomic.Int64
+		mu   sync.Mutex
+		fail string
 	)
 	r.setProgress(func() string { return fmt.Sprintf("relay: setting up calls %d/%d", done.Load(), len(pairs)) })
-	var wg sync.WaitGroup
-	for range min(16, len(pairs)) {
-		wg.Go(func() {
-			for ctx.Err() == nil {
-				i := int(next.Add(1) - 1)
-				if i >= len(pairs) {
-					return
-				}
-				call, _, reason := r.setupCall(pairs[i])
-				if call == "" || reason != "" || r.errors.total() > 0 {
-					mu.Lock()
-					fail = cmpStr(fail, cmpStr(reason, "refused"))
-					mu.Unlock()
-					return
-				}
-				pairs[i].call = call
-				done.Add(1)
-			}
-		})
-	}
-	wg.Wait()
+	parallel(ctx, 16, 0, len(pairs), func(i int) bool {
+		call, _, reason := r.setupCall(pairs[i])
+		if call == "" || reason != "" || r.errors.total() > 0 {
+			mu.Lock()
+			fail = cmpStr(fail, cmpStr(reason, "refused"))
+			mu.Unlock()
+			return false
+		}
+		pairs[i].call = call
+		done.Add(1)
+		return true
+	})
 	if fail != "" {
 		return fmt.Errorf("bench: setting up the calls failed (%s); errors: %s", fail, formatErrors(r.errors.take()))
 	}
@@ -159,6 +140,19 @@ func (r *run) heartbeat(pairs []*pair) (stop func()) {
 		}
 	})
 	return func() { close(done); wg.Wait() }
+}
+
+// setRates sets the achieved rate, Ops over the measured time (at least
+// measured, the schedule's), and the server's CPU per op and utilization
+// from cpu, its CPU time over window.
+func (res *Result) setRates(scheduled, measured, cpu, window time.Duration) {
+	if measured > 0 {
+		res.Achieved = float64(res.Ops) / max(measured.Seconds(), scheduled.Seconds())
+	}
+	if res.ServerPID != 0 && res.Ops > 0 {
+		res.ServerCPUPerOpUs = float64(cpu) / float64(time.Microsecond) / float64(res.Ops)
+		res.ServerCPUUtil = cpu.Seconds() / window.Seconds()
+	}
 }
 
 // received is what the pairs' connections have received in all: relayed
@@ -248,14 +242,7 @@ func (r *run) relayStep(ctx context.Context, pairs []*pair, senders []*sender, w
 		Dups:      dups - dups0,
 		ServerPID: r.srv.pid,
 	}
-	if d := time.Duration(lastSend.Load()) - measureFrom; d > 0 {
-		res.Achieved = float64(res.Ops) / max(d.Seconds(), o.Duration.Seconds())
-	}
-	if r.srv.pid != 0 && res.Ops > 0 {
-		cpu := cpu1.cpu - cpu0.cpu
-		res.ServerCPUPerOpUs = float64(cpu) / float64(time.Microsecond) / float64(res.Ops)
-		res.ServerCPUUtil = cpu.Seconds() / window.Seconds()
-	}
+	res.setRates(o.Duration, time.Duration(lastSend.Load())-measureFrom, cpu1.cpu-cpu0.cpu, window)
 	res.Pass = res.Latency.P99 <= ms(o.MaxP99) && res.Lost == 0 && res.Dups == 0 && sum(res.Errors) == 0 && res.Latency.Count > 0
 	return res
 }
