@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"runtime/pprof"
 	"strings"
 	"time"
 
@@ -21,7 +22,7 @@ import (
 type benchFlags struct {
 	scenario, target, urls, tokenURL *string
 	json                             *bool
-	jsonOut                          *string
+	jsonOut, cpuProfile              *string
 	o                                bench.Options
 }
 
@@ -30,12 +31,13 @@ const benchArgs = " connect|calls|relay [--url ws://…/ws,…] [--target callme
 func addBenchFlags(fs *flag.FlagSet) *benchFlags {
 	d := bench.DefaultOptions()
 	bf := &benchFlags{
-		scenario: fs.String("scenario", "", "connect, calls or relay (or the first argument)"),
-		target:   fs.String("target", bench.TargetCallmesh, "callmesh, or peerjs (a PeerJS server: connect and relay)"),
-		urls:     fs.String("url", "", "comma-separated WebSocket URLs (default: the gateways of callmesh dev --gateways 2, or PeerJS on :9000)"),
-		tokenURL: fs.String("token-url", "", "where to get tokens when jwt.secret is not set (default: /dev/token of the first URL's host)"),
-		json:     fs.Bool("json", false, "print the report as JSON"),
-		jsonOut:  fs.String("json-out", "", "also write the report as JSON to this file"),
+		scenario:   fs.String("scenario", "", "connect, calls or relay (or the first argument)"),
+		target:     fs.String("target", bench.TargetCallmesh, "callmesh, or peerjs (a PeerJS server: connect and relay)"),
+		urls:       fs.String("url", "", "comma-separated WebSocket URLs (default: the gateways of callmesh dev --gateways 2, or PeerJS on :9000)"),
+		tokenURL:   fs.String("token-url", "", "where to get tokens when jwt.secret is not set (default: /dev/token of the first URL's host)"),
+		json:       fs.Bool("json", false, "print the report as JSON"),
+		jsonOut:    fs.String("json-out", "", "also write the report as JSON to this file"),
+		cpuProfile: fs.String("cpuprofile", "", "write the load generator's own CPU profile to this file (to check it is not the bottleneck)"),
 	}
 	o := &bf.o
 	fs.IntVar(&o.Conns, "conns", d.Conns, "connect: connections to open")
@@ -93,6 +95,17 @@ func runBench(ctx context.Context, cfg *Config, bf *benchFlags, stdout, stderr i
 	}
 	if isTerminal(stderr) {
 		o.Progress = stderr
+	}
+	if *bf.cpuProfile != "" {
+		f, err := os.Create(*bf.cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
 	}
 	rep, err := bench.Run(ctx, o)
 	if rep != nil && len(rep.Steps) > 0 {

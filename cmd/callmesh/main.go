@@ -84,6 +84,26 @@ func Run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 	}
 }
 
+// printCommandFlags lists the flags of fs that are the command's own, not
+// configuration keys.
+func printCommandFlags(w io.Writer, fs *flag.FlagSet) {
+	first := true
+	fs.VisitAll(func(f *flag.Flag) {
+		if _, key := byKey[f.Name]; key || flagAliases[f.Name] != "" || f.Name == "config" {
+			return
+		}
+		if first {
+			fmt.Fprint(w, "\nCommand flags:\n")
+			first = false
+		}
+		def := ""
+		if f.DefValue != "" && f.DefValue != "0" && f.DefValue != "0s" && f.DefValue != "false" {
+			def = " (default " + f.DefValue + ")"
+		}
+		fmt.Fprintf(w, "  --%s\n        %s%s\n", f.Name, f.Usage, def)
+	})
+}
+
 // runCommand parses the flags of cmd, loads the config and runs cmd.
 func runCommand(ctx context.Context, cmd string, args, environ []string, stdout, stderr io.Writer) error {
 	var desc, extra string
@@ -118,6 +138,7 @@ func runCommand(ctx context.Context, cmd string, args, environ []string, stdout,
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Fprintf(stdout, "usage: callmesh %s%s [flags]\n\n%s.\n\n", cmd, extra, desc)
 			fmt.Fprint(stdout, "Flags: --config FILE, and --KEY VALUE for every configuration key (\"callmesh help config\");\n--http is short for --http.addr, --gateways for --dev.gateways.\n")
+			printCommandFlags(stdout, fs)
 			return err
 		}
 		return configErrorf("%w (see callmesh %s -h)", err, cmd)

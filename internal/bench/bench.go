@@ -235,7 +235,8 @@ type run struct {
 	measureFrom atomic.Int64 // offset from base: earlier sends are warm-up
 	errors      errorCounts
 
-	progress atomic.Pointer[func() string]
+	progress    atomic.Pointer[func() string]
+	lastDialErr atomic.Value // string: the last dial's error, for messages
 }
 
 // Run runs the scenario of o and returns its report. ctx ends it early:
@@ -377,6 +378,7 @@ func (r *run) open(ctx context.Context, i int, url string) (*conn, time.Duration
 	defer cancel()
 	c, err := r.dialer.dial(dctx, url, i, r.userName(i), r)
 	if err != nil {
+		r.lastDialErr.Store(err.Error())
 		var de *dialError
 		if errors.As(err, &de) {
 			return nil, 0, de.reason

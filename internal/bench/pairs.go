@@ -53,7 +53,8 @@ func (r *run) openPairs(ctx context.Context) ([]*pair, error) {
 		if fail == "" {
 			return nil, ctx.Err()
 		}
-		return nil, fmt.Errorf("bench: a connection failed (%s); errors: %s", fail, formatErrors(r.errors.take()))
+		detail, _ := r.lastDialErr.Load().(string)
+		return nil, fmt.Errorf("bench: a connection failed (%s; %s); errors: %s", fail, detail, formatErrors(r.errors.take()))
 	}
 	pairs := make([]*pair, r.o.Pairs)
 	for i := range pairs {
