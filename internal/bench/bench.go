@@ -513,16 +513,22 @@ func (r *run) sleepUntil(ctx context.Context, t time.Duration) {
 // falls behind fires what is due at once, each with its scheduled time.
 // Each worker wakes at most every 250 µs and fires all that is due.
 func (r *run) schedule(ctx context.Context, workers int, rate float64, start, end time.Duration, fire func(worker int, sched time.Duration)) {
-	interval := time.Duration(float64(workers) * float64(time.Second) / rate)
 	var wg sync.WaitGroup
 	for w := range workers {
 		wg.Go(func() {
-			next := start + time.Duration(float64(w)*float64(time.Second)/rate)
+			// The k-th firing of worker w is operation w + k·workers:
+			// computed, not summed, so rounding does not add up.
+			at := func(k int) time.Duration {
+				return start + time.Duration((float64(w)+float64(k)*float64(workers))*float64(time.Second)/rate)
+			}
+			k := 0
+			next := at(0)
 			for next < end && ctx.Err() == nil {
 				now := r.since()
 				for next <= now && next < end {
 					fire(w, next)
-					next += interval
+					k++
+					next = at(k)
 				}
 				if next < end {
 					time.Sleep(max(next-r.since(), 250*time.Microsecond))
