@@ -174,7 +174,7 @@ func (m *devMesh) start(ctx context.Context, cfg *Config, mint *gateway.MintConf
 		if g.srv, err = gateway.New(ctx, gcfg, g.nc); err != nil {
 			return fmt.Errorf("gateway %d: %w", i, gatewayNewError(err))
 		}
-		g.http = newHTTPServer(g.srv.Handler(), cfg.HTTP.HandshakeTimeout, m.log)
+		g.http = newHTTPServer(withPprof(g.srv.Handler(), cfg.Debug.Pprof), cfg.HTTP.HandshakeTimeout, m.log)
 		go func() {
 			if err := g.http.Serve(g.ln); !errors.Is(err, http.ErrServerClosed) {
 				m.serveErr <- fmt.Errorf("gateway %d: %w", i, err)

@@ -35,7 +35,7 @@ func runGateway(ctx context.Context, cfg *Config, log *slog.Logger) error {
 		return err
 	}
 	front := &startingHandler{}
-	hs := newHTTPServer(front, cfg.HTTP.HandshakeTimeout, log)
+	hs := newHTTPServer(withPprof(front, cfg.Debug.Pprof), cfg.HTTP.HandshakeTimeout, log)
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- hs.Serve(ln) }()
 	log.Info("gateway listening", "addr", ln.Addr().String())

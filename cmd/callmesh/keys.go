@@ -59,6 +59,9 @@ type Config struct {
 	Log struct {
 		Level, Format string
 	}
+	Debug struct {
+		Pprof bool
+	}
 	Dev struct {
 		Gateways int
 		StoreDir string
@@ -154,6 +157,8 @@ var settings = []setting{
 
 	{"log.level", "info", "debug, info, warn or error", func(c *Config) any { return &c.Log.Level }},
 	{"log.format", "text", "text or json", func(c *Config) any { return &c.Log.Format }},
+
+	{"debug.pprof", "false", "serve Go's profiles (net/http/pprof) at /debug/pprof/ on every gateway's listener and on router.http_addr; only where those are private", func(c *Config) any { return &c.Debug.Pprof }},
 
 	{"dev.gateways", "1", "dev: how many gateways to run", func(c *Config) any { return &c.Dev.Gateways }},
 	{"dev.store_dir", "", "dev: JetStream directory, kept (default: a temp dir removed on exit)", func(c *Config) any { return &c.Dev.StoreDir }},

@@ -31,6 +31,7 @@ var commands = []struct{ name, args, desc string }{
 	{"router", "", "run one router (calls, ring timeouts, dead-gateway cleanup) on nats.url"},
 	{"token", " --user NAME [--ttl 1h] [--kid ID]", "mint a JWT with the configured key and print it"},
 	{"nats-auth", " [--gateway-names " + defaultGatewayNames + "]", "print the NATS server's authorization config: one login for the routers and one per named gateway"},
+	{"bench", benchArgs, "load generator: connections, calls or signal relay against gateways (or PeerJS), with latency percentiles and the server's cost"},
 }
 
 func usage(w io.Writer) {
@@ -83,6 +84,26 @@ func Run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 	}
 }
 
+// printCommandFlags lists the flags of fs that are the command's own, not
+// configuration keys.
+func printCommandFlags(w io.Writer, fs *flag.FlagSet) {
+	first := true
+	fs.VisitAll(func(f *flag.Flag) {
+		if _, key := byKey[f.Name]; key || flagAliases[f.Name] != "" || f.Name == "config" {
+			return
+		}
+		if first {
+			fmt.Fprint(w, "\nCommand flags:\n")
+			first = false
+		}
+		def := ""
+		if f.DefValue != "" && f.DefValue != "0" && f.DefValue != "0s" && f.DefValue != "false" {
+			def = " (default " + f.DefValue + ")"
+		}
+		fmt.Fprintf(w, "  --%s\n        %s%s\n", f.Name, f.Usage, def)
+	})
+}
+
 // runCommand parses the flags of cmd, loads the config and runs cmd.
 func runCommand(ctx context.Context, cmd string, args, environ []string, stdout, stderr io.Writer) error {
 	var desc, extra string
@@ -100,16 +121,24 @@ func runCommand(ctx context.Context, cmd string, args, environ []string, stdout,
 	fv := addConfigFlags(fs)
 	var tf tokenFlags
 	var gatewayNames *string
+	var bf *benchFlags
 	switch cmd {
 	case "token":
 		tf = addTokenFlags(fs)
 	case "nats-auth":
 		gatewayNames = addNATSAuthFlags(fs)
+	case "bench":
+		bf = addBenchFlags(fs)
+		var scenario string
+		if scenario, args = benchScenario(args); scenario != "" {
+			*bf.scenario = scenario
+		}
 	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Fprintf(stdout, "usage: callmesh %s%s [flags]\n\n%s.\n\n", cmd, extra, desc)
 			fmt.Fprint(stdout, "Flags: --config FILE, and --KEY VALUE for every configuration key (\"callmesh help config\");\n--http is short for --http.addr, --gateways for --dev.gateways.\n")
+			printCommandFlags(stdout, fs)
 			return err
 		}
 		return configErrorf("%w (see callmesh %s -h)", err, cmd)
@@ -131,6 +160,8 @@ func runCommand(ctx context.Context, cmd string, args, environ []string, stdout,
 		return runRouter(ctx, cfg, log)
 	case "nats-auth":
 		return runNATSAuth(cfg, *gatewayNames, stdout)
+	case "bench":
+		return runBench(ctx, cfg, bf, stdout, stderr)
 	default:
 		return runToken(cfg, tf, stdout)
 	}

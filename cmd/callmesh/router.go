@@ -29,7 +29,7 @@ func runRouter(ctx context.Context, cfg *Config, log *slog.Logger) error {
 		if err != nil {
 			return err
 		}
-		hs = newHTTPServer(front, cfg.HTTP.HandshakeTimeout, log)
+		hs = newHTTPServer(withPprof(front, cfg.Debug.Pprof), cfg.HTTP.HandshakeTimeout, log)
 		go func() { serveErr <- hs.Serve(ln) }()
 		log.Info("router http listening", "addr", ln.Addr().String())
 	}
