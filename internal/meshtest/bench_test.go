@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"syscall"
 	"testing"
 	"time"
 
@@ -38,15 +39,26 @@ func BenchmarkCallSetup(b *testing.B) {
 // BenchmarkSignalRelay measures sustained signal throughput from a
 // connection on one gateway to its peer on another, with at most 64 signals
 // in flight (an unpaced flood fills the receiver's send queue, which closes
-// it with 4003 by design).
-func BenchmarkSignalRelay(b *testing.B) {
+// it with 4003 by design), and the process's CPU time per signal (the whole
+// mesh, routers and NATS server included, and both clients).
+func BenchmarkSignalRelay(b *testing.B) { benchRelay(b, false) }
+
+// BenchmarkSignalRelayAcked is BenchmarkSignalRelay with an id on every
+// signal, so each is acked too.
+func BenchmarkSignalRelayAcked(b *testing.B) { benchRelay(b, true) }
+
+func benchRelay(b *testing.B, acked bool) {
 	m := Start(b, Options{Gateway: NoRateLimits})
 	alice, bob := m.Dial(0, "alice"), m.Dial(1, "bob")
 	call := Establish(alice, bob)
-	frame := messages.Encode(&messages.Envelope{Type: messages.TypeSignal, Call: call,
-		Data: json.RawMessage(`{"candidate":"candidate:1 1 udp 2122260223 192.0.2.1 54400 typ host","sdpMid":"0"}`)})
+	env := &messages.Envelope{Type: messages.TypeSignal, Call: call,
+		Data: json.RawMessage(`{"candidate":"candidate:1 1 udp 2122260223 192.0.2.1 54400 typ host","sdpMid":"0"}`)}
+	if acked {
+		env.ID = "s"
+	}
+	frame := messages.Encode(env)
 	window := make(chan struct{}, 64)
-	b.ResetTimer()
+	cpu := startCPU(b)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -55,12 +67,49 @@ func BenchmarkSignalRelay(b *testing.B) {
 			<-window
 		}
 	}()
+	acks := make(chan struct{})
+	go func() {
+		defer close(acks)
+		for i := 0; acked && i < b.N; i++ {
+			alice.ExpectAck("s")
+		}
+	}()
 	for i := 0; i < b.N; i++ {
 		window <- struct{}{}
 		alice.SendRaw(frame)
 	}
 	<-done
+	<-acks
+	cpu.report()
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "signals/s")
+}
+
+// cpuMeter measures the process's CPU time (user and system) from the
+// benchmark's timer reset, for a per-operation figure that does not depend
+// on how busy the machine is, as wall time does.
+type cpuMeter struct {
+	b     *testing.B
+	start time.Duration
+}
+
+// startCPU resets b's timer and starts measuring CPU time.
+func startCPU(b *testing.B) *cpuMeter {
+	b.ResetTimer()
+	return &cpuMeter{b: b, start: processCPU(b)}
+}
+
+// report reports the CPU time per operation since startCPU, in µs.
+func (m *cpuMeter) report() {
+	used := processCPU(m.b) - m.start
+	m.b.ReportMetric(float64(used.Microseconds())/float64(m.b.N), "cpu-µs/op")
+}
+
+func processCPU(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatalf("getrusage: %v", err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // BenchmarkResume measures a resume on the other gateway in the middle of a
