@@ -160,19 +160,25 @@ func headerSize(d *Delivery) int {
 }
 
 // DecodeDelivery parses what EncodeDelivery framed, returning the client
-// frame to send on as is.
+// frame to send on as is. The envelope's Data shares b's memory.
 func DecodeDelivery(b []byte) (*Delivery, []byte, error) {
 	i := bytes.IndexByte(b, '\n')
 	if i < 0 {
 		return nil, nil, errors.New("messages: delivery has no frame")
 	}
 	var d Delivery
-	if err := json.Unmarshal(b[:i], &d); err != nil {
-		return nil, nil, fmt.Errorf("messages: delivery header: %w", err)
+	if !scanHeader(b[:i], &d) { // the usual header, without encoding/json (scan.go)
+		d = Delivery{}
+		if err := json.Unmarshal(b[:i], &d); err != nil {
+			return nil, nil, fmt.Errorf("messages: delivery header: %w", err)
+		}
 	}
 	frame := b[i+1:]
-	if err := json.Unmarshal(frame, &d.Env); err != nil {
-		return nil, nil, fmt.Errorf("messages: delivery frame: %w", err)
+	if !scanEnvelope(frame, &d.Env) {
+		d.Env = Envelope{}
+		if err := json.Unmarshal(frame, &d.Env); err != nil {
+			return nil, nil, fmt.Errorf("messages: delivery frame: %w", err)
+		}
 	}
 	return &d, frame, nil
 }

@@ -394,3 +394,91 @@ func scanEnvelope(frame []byte, e *Envelope) bool {
 		}
 	}
 }
+
+// deliveryNames are the member names of a delivery's header.
+var deliveryNames = []string{"n", "user", "conns", "conn", "except", "bind", "ctl", "seq", "src"}
+
+// scanHeader reads a delivery's header into d as json.Unmarshal would, and
+// reports false if it is not one the scanner handles: a binding or a
+// control goes to encoding/json.
+func scanHeader(b []byte, d *Delivery) bool {
+	s := scanner{b: b}
+	if !s.next('{') {
+		return false
+	}
+	if s.next('}') {
+		return s.end()
+	}
+	for {
+		k, ok := s.key()
+		if !ok {
+			return false
+		}
+		var field *string
+		switch string(k) {
+		case "n":
+			field = &d.ID
+		case "user":
+			field = &d.User
+		case "conn":
+			field = &d.Conn
+		case "except":
+			field = &d.Except
+		case "src":
+			field = &d.Src
+		case "seq":
+			if d.Seq, ok = s.uint(); !ok {
+				return false
+			}
+		case "conns":
+			if d.Conns, ok = s.plainArray(); !ok {
+				return false
+			}
+		default:
+			if foldsToAny(k, deliveryNames) { // bind, ctl, or a name in another case
+				return false
+			}
+			if _, ok := s.value(); !ok {
+				return false
+			}
+		}
+		if field != nil {
+			v, ok := s.plain()
+			if !ok {
+				return false
+			}
+			*field = string(v)
+		}
+		if s.next('}') {
+			return s.end()
+		}
+		if !s.next(',') {
+			return false
+		}
+	}
+}
+
+// plainArray consumes an array of strings without escapes; an empty one
+// is an empty slice, not nil, as encoding/json decodes it.
+func (s *scanner) plainArray() ([]string, bool) {
+	if !s.next('[') {
+		return nil, false
+	}
+	list := []string{}
+	if s.next(']') {
+		return list, true
+	}
+	for {
+		v, ok := s.plain()
+		if !ok {
+			return nil, false
+		}
+		list = append(list, string(v))
+		if s.next(']') {
+			return list, true
+		}
+		if !s.next(',') {
+			return nil, false
+		}
+	}
+}
