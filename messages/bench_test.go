@@ -68,3 +68,18 @@ func BenchmarkEncodeAck(b *testing.B) {
 		_ = Encode(Ack("s1", "Xr3kQ9pL2vNc8TgYw1Hs0A"))
 	}
 }
+
+func BenchmarkUserSubject(b *testing.B) {
+	n, _ := NewNames(DefaultPrefix)
+	b.ReportAllocs()
+	for b.Loop() {
+		_ = n.UserSubject("0f8b4c1e-3a7d-4b8e-9c2a-5d6e7f8a9b0c")
+	}
+}
+
+func BenchmarkNextDeliveryID(b *testing.B) {
+	b.ReportAllocs()
+	for b.Loop() {
+		_ = NextDeliveryID()
+	}
+}
