@@ -348,10 +348,18 @@ func (s *Server) receive(m *nats.Msg, d *messages.Delivery, frame []byte) {
 	if missing != nil {
 		s.recheck(d.User) // presence may name a connection of this gateway that no socket holds
 	}
-	if err := m.Respond(mustJSON(messages.Receipt{Missing: missing})); err != nil {
+	receipt := receiptAllHeld
+	if missing != nil {
+		receipt = mustJSON(messages.Receipt{Missing: missing})
+	}
+	if err := m.Respond(receipt); err != nil {
 		s.log.Warn("receipt", "err", err)
 	}
 }
+
+// receiptAllHeld is the receipt of a delivery held for every connection it
+// named (the usual one).
+var receiptAllHeld = mustJSON(messages.Receipt{})
 
 // reregister puts every attached connection back into presence after the
 // gateway's heartbeat key had expired (monitors may have evicted them).
