@@ -274,6 +274,15 @@ func (s *Server) unsubscribe(c *conn) {
 // dispatch delivers what arrives on the users' subjects and from the
 // routers to their local connections. One goroutine keeps each user's
 // deliveries in order; it never blocks on a client (enqueue does not block).
+//
+// It is the one hand-off between NATS and the connections: nats.go hands
+// every message to a goroutine other than its reader, either to a channel
+// (ChanSubscribe, here: one channel and one goroutine for every user's
+// subscription, and NATS counts what overflows it, countDrops) or to a
+// goroutine per subscription (Subscribe with a handler), which would be a
+// goroutine per user and no fewer hand-offs. What it does per message is
+// kept small: the delivery's header and the frame's type, call and from are
+// scanned (messages.DecodeDelivery), and the frame goes on as it came.
 func (s *Server) dispatch() {
 	var targets []*conn
 	for {
