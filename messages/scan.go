@@ -100,49 +100,9 @@ func (s *scanner) skip(depth int) bool {
 	case c == '"':
 		return s.skipString()
 	case c == '{':
-		if depth == scanMaxDepth {
-			return false
-		}
-		s.i++
-		if s.next('}') {
-			return true
-		}
-		for {
-			s.space()
-			if !s.skipString() || !s.next(':') {
-				return false
-			}
-			s.space()
-			if !s.skip(depth + 1) {
-				return false
-			}
-			if s.next('}') {
-				return true
-			}
-			if !s.next(',') {
-				return false
-			}
-		}
+		return s.skipContainer(depth, '}')
 	case c == '[':
-		if depth == scanMaxDepth {
-			return false
-		}
-		s.i++
-		if s.next(']') {
-			return true
-		}
-		for {
-			s.space()
-			if !s.skip(depth + 1) {
-				return false
-			}
-			if s.next(']') {
-				return true
-			}
-			if !s.next(',') {
-				return false
-			}
-		}
+		return s.skipContainer(depth, ']')
 	case c == 't':
 		return s.literal("true")
 	case c == 'f':
@@ -151,6 +111,34 @@ func (s *scanner) skip(depth int) bool {
 		return s.literal("null")
 	default:
 		return s.number()
+	}
+}
+
+// skipContainer consumes an object (end '}') or an array (end ']') at
+// nesting depth.
+func (s *scanner) skipContainer(depth int, end byte) bool {
+	if depth == scanMaxDepth {
+		return false
+	}
+	s.i++
+	if s.next(end) {
+		return true
+	}
+	for {
+		s.space()
+		if end == '}' && (!s.skipString() || !s.next(':')) {
+			return false
+		}
+		s.space()
+		if !s.skip(depth + 1) {
+			return false
+		}
+		if s.next(end) {
+			return true
+		}
+		if !s.next(',') {
+			return false
+		}
 	}
 }
 
@@ -284,6 +272,49 @@ func (s *scanner) key() ([]byte, bool) {
 	return k, true
 }
 
+// members consumes an object, calling member with each member's name and
+// the scanner at its value, which member consumes.
+func (s *scanner) members(member func(name []byte) bool) bool {
+	if !s.next('{') {
+		return false
+	}
+	if s.next('}') {
+		return true
+	}
+	for {
+		k, ok := s.key()
+		if !ok || !member(k) {
+			return false
+		}
+		if s.next('}') {
+			return true
+		}
+		if !s.next(',') {
+			return false
+		}
+	}
+}
+
+// plainInto consumes a string without escapes into *p.
+func (s *scanner) plainInto(p *string) bool {
+	v, ok := s.plain()
+	if ok {
+		*p = string(v)
+	}
+	return ok
+}
+
+// other consumes the value of a member whose name k is none of names: a
+// name that encoding/json would match to one of them (in another case)
+// reports false.
+func (s *scanner) other(k []byte, names []string) bool {
+	if foldsToAny(k, names) {
+		return false
+	}
+	_, ok := s.value()
+	return ok
+}
+
 // foldsToAny reports whether the ASCII name k equals one of names but for
 // case, as encoding/json matches member names to fields.
 func foldsToAny(k []byte, names []string) bool {
@@ -312,7 +343,7 @@ func foldsToAny(k []byte, names []string) bool {
 // envelopeNames are the member names of Envelope.
 var envelopeNames = []string{"type", "id", "call", "to", "from", "reason", "code", "message", "data"}
 
-// knownTypes interns the message types, so a scanned type costs nothing.
+// knownTypes are the message types (internType).
 var knownTypes = func() map[string]string {
 	m := map[string]string{}
 	for _, t := range []string{
@@ -325,74 +356,49 @@ var knownTypes = func() map[string]string {
 	return m
 }()
 
+// internType returns the message type t, without allocating for a known
+// one.
+func internType(t []byte) string {
+	if known, ok := knownTypes[string(t)]; ok {
+		return known
+	}
+	return string(t)
+}
+
 // scanEnvelope reads frame into e as json.Unmarshal would, and reports
 // false if frame is not an object the scanner handles (e is then to be
 // decoded with encoding/json). e.Data shares frame's memory.
 func scanEnvelope(frame []byte, e *Envelope) bool {
 	s := scanner{b: frame}
-	if !s.next('{') {
-		return false
-	}
-	if s.next('}') {
-		return s.end()
-	}
-	for {
-		k, ok := s.key()
-		if !ok {
-			return false
-		}
-		var field *string
+	return s.members(func(k []byte) bool {
 		switch string(k) {
 		case "type":
 			v, ok := s.plain()
-			if !ok {
-				return false
+			if ok {
+				e.Type = internType(v)
 			}
-			if t, known := knownTypes[string(v)]; known {
-				e.Type = t
-			} else {
-				e.Type = string(v)
-			}
+			return ok
 		case "data":
-			if e.Data, ok = s.value(); !ok {
-				return false
-			}
+			var ok bool
+			e.Data, ok = s.value()
+			return ok
 		case "id":
-			field = &e.ID
+			return s.plainInto(&e.ID)
 		case "call":
-			field = &e.Call
+			return s.plainInto(&e.Call)
 		case "to":
-			field = &e.To
+			return s.plainInto(&e.To)
 		case "from":
-			field = &e.From
+			return s.plainInto(&e.From)
 		case "reason":
-			field = &e.Reason
+			return s.plainInto(&e.Reason)
 		case "code":
-			field = &e.Code
+			return s.plainInto(&e.Code)
 		case "message":
-			field = &e.Message
-		default:
-			if foldsToAny(k, envelopeNames) {
-				return false
-			}
-			if _, ok := s.value(); !ok {
-				return false
-			}
+			return s.plainInto(&e.Message)
 		}
-		if field != nil {
-			v, ok := s.plain()
-			if !ok {
-				return false
-			}
-			*field = string(v)
-		}
-		if s.next('}') {
-			return s.end()
-		}
-		if !s.next(',') {
-			return false
-		}
-	}
+		return s.other(k, envelopeNames)
+	}) && s.end()
 }
 
 // deliveryNames are the member names of a delivery's header.
@@ -403,59 +409,28 @@ var deliveryNames = []string{"n", "user", "conns", "conn", "except", "bind", "ct
 // control goes to encoding/json.
 func scanHeader(b []byte, d *Delivery) bool {
 	s := scanner{b: b}
-	if !s.next('{') {
-		return false
-	}
-	if s.next('}') {
-		return s.end()
-	}
-	for {
-		k, ok := s.key()
-		if !ok {
-			return false
-		}
-		var field *string
+	return s.members(func(k []byte) bool {
+		var ok bool
 		switch string(k) {
 		case "n":
-			field = &d.ID
+			return s.plainInto(&d.ID)
 		case "user":
-			field = &d.User
+			return s.plainInto(&d.User)
 		case "conn":
-			field = &d.Conn
+			return s.plainInto(&d.Conn)
 		case "except":
-			field = &d.Except
+			return s.plainInto(&d.Except)
 		case "src":
-			field = &d.Src
+			return s.plainInto(&d.Src)
 		case "seq":
-			if d.Seq, ok = s.uint(); !ok {
-				return false
-			}
+			d.Seq, ok = s.uint()
+			return ok
 		case "conns":
-			if d.Conns, ok = s.plainArray(); !ok {
-				return false
-			}
-		default:
-			if foldsToAny(k, deliveryNames) { // bind, ctl, or a name in another case
-				return false
-			}
-			if _, ok := s.value(); !ok {
-				return false
-			}
+			d.Conns, ok = s.plainArray()
+			return ok
 		}
-		if field != nil {
-			v, ok := s.plain()
-			if !ok {
-				return false
-			}
-			*field = string(v)
-		}
-		if s.next('}') {
-			return s.end()
-		}
-		if !s.next(',') {
-			return false
-		}
-	}
+		return s.other(k, deliveryNames) // bind and ctl are names too: encoding/json reads them
+	}) && s.end()
 }
 
 // plainArray consumes an array of strings without escapes; an empty one

@@ -48,33 +48,18 @@ func BenchmarkSignalRelay(b *testing.B) { benchRelay(b, false) }
 func BenchmarkSignalRelayAcked(b *testing.B) { benchRelay(b, true) }
 
 func benchRelay(b *testing.B, acked bool) {
-	m := Start(b, Options{Gateway: NoRateLimits})
-	alice, bob := m.Dial(0, "alice"), m.Dial(1, "bob")
-	call := Establish(alice, bob)
-	env := &messages.Envelope{Type: messages.TypeSignal, Call: call,
-		Data: json.RawMessage(`{"candidate":"candidate:1 1 udp 2122260223 192.0.2.1 54400 typ host","sdpMid":"0"}`)}
+	id := ""
 	if acked {
-		env.ID = "s"
+		id = "s"
 	}
-	frame := messages.Encode(env)
+	alice, bob, frame := relayPair(b, NoRateLimits, id)
 	window, ackWindow := make(chan struct{}, 64), make(chan struct{}, 64)
 	cpu := startCPU(b)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for i := 0; i < b.N; i++ {
-			bob.Expect(messages.TypeSignal)
-			<-window
-		}
-	}()
-	acks := make(chan struct{})
-	go func() {
-		defer close(acks)
-		for i := 0; acked && i < b.N; i++ {
-			alice.ExpectAck("s")
-			<-ackWindow
-		}
-	}()
+	signals := inBackground(b.N, func() { bob.Expect(messages.TypeSignal) }, window)
+	acks := inBackground(0, nil, nil)
+	if acked {
+		acks = inBackground(b.N, func() { alice.ExpectAck(id) }, ackWindow)
+	}
 	for i := 0; i < b.N; i++ {
 		window <- struct{}{}
 		if acked {
@@ -82,7 +67,7 @@ func benchRelay(b *testing.B, acked bool) {
 		}
 		alice.SendRaw(frame)
 	}
-	<-done
+	<-signals
 	<-acks
 	cpu.report()
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "signals/s")
@@ -94,22 +79,12 @@ func benchRelay(b *testing.B, acked bool) {
 // each signal, which a flood (BenchmarkSignalRelay) hides.
 func BenchmarkSignalRelayPaced(b *testing.B) {
 	const rate = 10_000
-	m := Start(b, Options{Gateway: func(c *gateway.Config) {
+	alice, bob, frame := relayPair(b, func(c *gateway.Config) {
 		NoRateLimits(c)
 		c.SendQueue = 4096 // a stall of the machine must not close bob (4003): this is not about slow clients
-	}})
-	alice, bob := m.Dial(0, "alice"), m.Dial(1, "bob")
-	call := Establish(alice, bob)
-	frame := messages.Encode(&messages.Envelope{Type: messages.TypeSignal, Call: call,
-		Data: json.RawMessage(`{"candidate":"candidate:1 1 udp 2122260223 192.0.2.1 54400 typ host","sdpMid":"0"}`)})
+	}, "")
 	cpu := startCPU(b)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for i := 0; i < b.N; i++ {
-			bob.Expect(messages.TypeSignal)
-		}
-	}()
+	signals := inBackground(b.N, func() { bob.Expect(messages.TypeSignal) }, nil)
 	start := time.Now()
 	for i := 0; i < b.N; i++ {
 		if wait := time.Until(start.Add(time.Duration(i) * time.Second / rate)); wait > 0 {
@@ -117,8 +92,37 @@ func BenchmarkSignalRelayPaced(b *testing.B) {
 		}
 		alice.SendRaw(frame)
 	}
-	<-done
+	<-signals
 	cpu.report()
+}
+
+// relayPair starts a mesh with the gateway settings gw and returns alice
+// and bob, in an accepted call across the two gateways, and the frame of a
+// signal of alice's with an ICE candidate (and id, unless "").
+func relayPair(b *testing.B, gw func(*gateway.Config), id string) (alice, bob *Client, frame []byte) {
+	m := Start(b, Options{Gateway: gw})
+	alice, bob = m.Dial(0, "alice"), m.Dial(1, "bob")
+	call := Establish(alice, bob)
+	frame = messages.Encode(&messages.Envelope{Type: messages.TypeSignal, ID: id, Call: call,
+		Data: json.RawMessage(`{"candidate":"candidate:1 1 udp 2122260223 192.0.2.1 54400 typ host","sdpMid":"0"}`)})
+	return alice, bob, frame
+}
+
+// inBackground runs expect n times on another goroutine, taking a place of
+// window (if not nil) after each, and closes the channel it returns when
+// done.
+func inBackground(n int, expect func(), window chan struct{}) <-chan struct{} {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for range n {
+			expect()
+			if window != nil {
+				<-window
+			}
+		}
+	}()
+	return done
 }
 
 // cpuMeter measures the process's CPU time (user and system) from the
