@@ -273,6 +273,15 @@ func (s *Server) unsubscribe(c *conn) {
 // dispatch delivers what arrives on the users' subjects and from the
 // routers to their local connections. One goroutine keeps each user's
 // deliveries in order; it never blocks on a client (enqueue does not block).
+//
+// It is the one hand-off between NATS and the connections: nats.go hands
+// every message to a goroutine other than its reader, either to a channel
+// (ChanSubscribe, here: one channel and one goroutine for every user's
+// subscription, and NATS counts what overflows it, countDrops) or to a
+// goroutine per subscription (Subscribe with a handler), which would be a
+// goroutine per user and no fewer hand-offs. What it does per message is
+// kept small: the delivery's header and the frame's type, call and from are
+// scanned (messages.DecodeDelivery), and the frame goes on as it came.
 func (s *Server) dispatch() {
 	var targets []*conn
 	for {
@@ -347,10 +356,18 @@ func (s *Server) receive(m *nats.Msg, d *messages.Delivery, frame []byte) {
 	if missing != nil {
 		s.recheck(d.User) // presence may name a connection of this gateway that no socket holds
 	}
-	if err := m.Respond(mustJSON(messages.Receipt{Missing: missing})); err != nil {
+	receipt := receiptAllHeld
+	if missing != nil {
+		receipt = mustJSON(messages.Receipt{Missing: missing})
+	}
+	if err := m.Respond(receipt); err != nil {
 		s.log.Warn("receipt", "err", err)
 	}
 }
+
+// receiptAllHeld is the receipt of a delivery held for every connection it
+// named (the usual one).
+var receiptAllHeld = mustJSON(messages.Receipt{})
 
 // reregister puts every attached connection back into presence after the
 // gateway's heartbeat key had expired (monitors may have evicted them).

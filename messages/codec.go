@@ -37,7 +37,8 @@ func refuse(id, code, format string, args ...any) *DecodeError {
 // Decode parses and validates one client frame. maxData bounds the size of
 // the data field (DefaultMaxData when ≤ 0). A refused frame yields a
 // *DecodeError. Server-only fields (from, reason, code, message) are cleared:
-// a client cannot set them.
+// a client cannot set them. The envelope's Data may share frame's memory:
+// frame must not change while the envelope is in use.
 func Decode(frame []byte, maxData int) (*Envelope, error) {
 	if maxData <= 0 {
 		maxData = DefaultMaxData
@@ -48,8 +49,11 @@ func Decode(frame []byte, maxData int) (*Envelope, error) {
 		return nil, refuse("", CodeBadRequest, "frame is not valid UTF-8")
 	}
 	var e Envelope
-	if err := json.Unmarshal(frame, &e); err != nil {
-		return nil, refuse("", CodeBadRequest, "frame is not a JSON object: %v", err)
+	if !scanEnvelope(frame, &e) { // the fast path of the usual frame (scan.go)
+		e = Envelope{}
+		if err := json.Unmarshal(frame, &e); err != nil {
+			return nil, refuse("", CodeBadRequest, "frame is not a JSON object: %v", err)
+		}
 	}
 	if len(e.ID) > MaxIDLen || !utf8.ValidString(e.ID) {
 		return nil, refuse("", CodeBadRequest, "id must be valid UTF-8 of at most %d bytes", MaxIDLen)

@@ -1,8 +1,6 @@
 package messages
 
-import (
-	"encoding/json"
-)
+import "encoding/json"
 
 // Envelope is one frame of the client protocol. Every field but Type is
 // optional; which fields a type uses is listed in PROTOCOL.md.
@@ -23,20 +21,7 @@ type Envelope struct {
 // is exactly what the other receives. Data must be valid JSON: Decode
 // guarantees it for client data, json.Marshal for the server's.
 func Encode(e *Envelope) []byte {
-	head := *e
-	head.Data = nil
-	b, err := json.Marshal(&head)
-	if err != nil {
-		panic("messages: encode envelope: " + err.Error()) // strings only: cannot fail
-	}
-	if len(e.Data) == 0 {
-		return b
-	}
-	out := make([]byte, 0, len(b)+len(`,"data":`)+len(e.Data))
-	out = append(out, b[:len(b)-1]...) // without the closing brace
-	out = append(out, `,"data":`...)
-	out = append(out, e.Data...)
-	return append(out, '}')
+	return appendEnvelope(make([]byte, 0, envelopeSize(e)), e)
 }
 
 // Ack returns an ack for the request id, naming call where known.

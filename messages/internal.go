@@ -138,28 +138,47 @@ func EncodeDelivery(d *Delivery) []byte {
 	if d.ID == "" {
 		d.ID = NextDeliveryID()
 	}
-	head, err := json.Marshal(d)
-	if err != nil {
-		panic("messages: encode delivery: " + err.Error()) // strings only: cannot fail
+	b := make([]byte, 0, headerSize(d)+1+envelopeSize(&d.Env))
+	b = append(appendHeader(b, d), '\n')
+	return appendEnvelope(b, &d.Env)
+}
+
+// headerSize is about how long d's header is (see envelopeSize).
+func headerSize(d *Delivery) int {
+	n := len(`{"n":"","user":"","conns":[],"conn":"","except":"","seq":18446744073709551615,"src":""}`) +
+		len(d.ID) + len(d.User) + len(d.Conn) + len(d.Except) + len(d.Src)
+	for _, c := range d.Conns {
+		n += len(c) + 3
 	}
-	frame := Encode(&d.Env)
-	return append(append(head, '\n'), frame...)
+	if d.Bind != nil {
+		n += 64 + len(d.Bind.Call) + len(d.Bind.PeerUser) + len(d.Bind.PeerConn)
+	}
+	if c := d.Control; c != nil {
+		n += 96 + len(c.Op) + len(c.Call) + len(c.User) + len(c.Conn) + len(c.Src)
+	}
+	return n
 }
 
 // DecodeDelivery parses what EncodeDelivery framed, returning the client
-// frame to send on as is.
+// frame to send on as is. The envelope's Data shares b's memory.
 func DecodeDelivery(b []byte) (*Delivery, []byte, error) {
 	i := bytes.IndexByte(b, '\n')
 	if i < 0 {
 		return nil, nil, errors.New("messages: delivery has no frame")
 	}
 	var d Delivery
-	if err := json.Unmarshal(b[:i], &d); err != nil {
-		return nil, nil, fmt.Errorf("messages: delivery header: %w", err)
+	if !scanHeader(b[:i], &d) { // the usual header, without encoding/json (scan.go)
+		d = Delivery{}
+		if err := json.Unmarshal(b[:i], &d); err != nil {
+			return nil, nil, fmt.Errorf("messages: delivery header: %w", err)
+		}
 	}
 	frame := b[i+1:]
-	if err := json.Unmarshal(frame, &d.Env); err != nil {
-		return nil, nil, fmt.Errorf("messages: delivery frame: %w", err)
+	if !scanEnvelope(frame, &d.Env) {
+		d.Env = Envelope{}
+		if err := json.Unmarshal(frame, &d.Env); err != nil {
+			return nil, nil, fmt.Errorf("messages: delivery frame: %w", err)
+		}
 	}
 	return &d, frame, nil
 }

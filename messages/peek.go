@@ -20,7 +20,7 @@ func PeekID(frame []byte) string {
 	if len(frame) > PeekLen {
 		frame = frame[:PeekLen]
 	}
-	s := peeker{b: frame}
+	s := peeker{scanner{b: frame}}
 	if !s.next('{') {
 		return ""
 	}
@@ -44,26 +44,7 @@ func PeekID(frame []byte) string {
 
 // peeker scans a prefix of JSON; every method reports false when the
 // prefix ends first or the JSON is not what it expects.
-type peeker struct {
-	b []byte
-	i int
-}
-
-func (s *peeker) space() {
-	for s.i < len(s.b) && (s.b[s.i] == ' ' || s.b[s.i] == '\t' || s.b[s.i] == '\n' || s.b[s.i] == '\r') {
-		s.i++
-	}
-}
-
-// next consumes c after any whitespace.
-func (s *peeker) next(c byte) bool {
-	s.space()
-	if s.i < len(s.b) && s.b[s.i] == c {
-		s.i++
-		return true
-	}
-	return false
-}
+type peeker struct{ scanner }
 
 // plainString consumes a string without escapes or control characters.
 func (s *peeker) plainString() (string, bool) {

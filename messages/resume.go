@@ -70,5 +70,6 @@ var (
 
 // NextDeliveryID returns a delivery ID unique across processes.
 func NextDeliveryID() string {
-	return deliveryPrefix + strconv.FormatUint(deliverySeq.Add(1), 36)
+	var buf [32]byte // one allocation, the result (it is per signal)
+	return string(strconv.AppendUint(append(buf[:0], deliveryPrefix...), deliverySeq.Add(1), 36))
 }

@@ -43,6 +43,14 @@ func EncodeUserID(user string) string {
 	return userEncoding.EncodeToString([]byte(user))
 }
 
+// appendUserID appends EncodeUserID(user) to b.
+func appendUserID(b []byte, user string) []byte {
+	if user == "" {
+		return append(b, emptyUserToken...)
+	}
+	return userEncoding.AppendEncode(b, []byte(user))
+}
+
 // DecodeUserID reverses EncodeUserID; every user id has exactly one token.
 func DecodeUserID(token string) (string, error) {
 	if token == emptyUserToken {
@@ -63,7 +71,9 @@ func (n Names) Prefix() string { return n.prefix }
 
 // UserSubject is where deliveries for every connection of user are published.
 func (n Names) UserSubject(user string) string {
-	return n.prefix + ".user." + EncodeUserID(user)
+	var buf [128]byte // one allocation, the result, for the usual user id (it is per signal)
+	b := append(append(buf[:0], n.prefix...), ".user."...)
+	return string(appendUserID(b, user))
 }
 
 // RouterSubject is where gateways send requests to the router queue group.
