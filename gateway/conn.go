@@ -215,8 +215,12 @@ func (c *conn) welcome(resumed bool, calls []messages.CallInfo) []byte {
 }
 
 func (c *conn) readLoop(ctx context.Context) error {
+	// The end of ctx closes the socket, which ends a read. Reads get a
+	// context that never ends: coder/websocket would otherwise arm (and
+	// disarm) a context.AfterFunc for every frame.
+	context.AfterFunc(ctx, func() { _ = c.ws.CloseNow() })
 	for {
-		typ, r, err := c.ws.Reader(ctx)
+		typ, r, err := c.ws.Reader(context.WithoutCancel(ctx))
 		if err != nil {
 			return err
 		}
@@ -241,7 +245,7 @@ func (c *conn) readLoop(ctx context.Context) error {
 			c.replyError(de.ID, de.Code, de.Message)
 			continue
 		}
-		c.s.metrics.received.WithLabelValues(env.Type).Inc()
+		c.s.metrics.receivedBy[env.Type].Inc() // Decode accepts client types only
 		if env.Type == messages.TypeBye {
 			c.bye.Store(true)
 			c.closeWith(messages.CloseNormal, "bye")

@@ -1,10 +1,17 @@
 package gateway
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/callmesh/callmesh/messages"
+)
 
 type metrics struct {
-	connections   prometheus.Gauge
-	received      *prometheus.CounterVec // type
+	connections prometheus.Gauge
+	received    *prometheus.CounterVec // type
+	// receivedBy is received's counter of each client type, looked up
+	// once: a message counts without a label lookup.
+	receivedBy    map[string]prometheus.Counter
 	refused       *prometheus.CounterVec // code
 	closed        *prometheus.CounterVec // close code
 	relayed       prometheus.Counter
@@ -46,6 +53,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		refusedHandover: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "callmesh_gateway_handover_frames_refused_total", Help: "Frames another gateway handed over with a session that were not valid server frames (dropped).",
 		}),
+	}
+	m.receivedBy = map[string]prometheus.Counter{}
+	for _, typ := range messages.ClientTypes() {
+		m.receivedBy[typ] = m.received.WithLabelValues(typ)
 	}
 	if reg != nil {
 		reg.MustRegister(m.connections, m.received, m.refused, m.closed, m.relayed, m.routerLatency, m.dropped, m.resumed, m.refusedHandover)

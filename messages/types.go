@@ -1,5 +1,10 @@
 package messages
 
+import (
+	"maps"
+	"slices"
+)
+
 // Client → server message types.
 const (
 	TypeInvite  = "invite"
@@ -74,4 +79,9 @@ const (
 var clientTypes = map[string]bool{
 	TypeInvite: true, TypeAccept: true, TypeReject: true, TypeHangup: true,
 	TypeSignal: true, TypeRefresh: true, TypePing: true, TypeBye: true,
+}
+
+// ClientTypes returns the types a client may send, sorted.
+func ClientTypes() []string {
+	return slices.Sorted(maps.Keys(clientTypes))
 }
