@@ -16,10 +16,21 @@ func (c *conn) handle(ctx context.Context, env *messages.Envelope) {
 	case messages.TypePing:
 		c.send1(&messages.Envelope{Type: messages.TypePong, ID: env.ID})
 	case messages.TypeSignal:
+		if env.Room != "" {
+			c.replyError(env.ID, messages.CodeBadRequest, "rooms are not served yet")
+			return
+		}
 		c.relay(env)
 	case messages.TypeRefresh:
 		c.refresh(env)
+	case messages.TypeJoin, messages.TypeLeave, messages.TypeKick, messages.TypeLock, messages.TypeUnlock:
+		// Decoded (PROTOCOL.md §14), not served yet: answered as before.
+		c.replyError(env.ID, messages.CodeUnknownType, "rooms are not served yet")
 	case messages.TypeInvite:
+		if env.Room != "" {
+			c.replyError(env.ID, messages.CodeBadRequest, "rooms are not served yet")
+			return
+		}
 		if env.To == c.user {
 			c.replyError(env.ID, messages.CodeBadRequest, "cannot invite yourself")
 			return

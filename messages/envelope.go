@@ -5,15 +5,36 @@ import "encoding/json"
 // Envelope is one frame of the client protocol. Every field but Type is
 // optional; which fields a type uses is listed in PROTOCOL.md.
 type Envelope struct {
-	Type    string          `json:"type"`
-	ID      string          `json:"id,omitempty"`
-	Call    string          `json:"call,omitempty"`
-	To      string          `json:"to,omitempty"`
-	From    string          `json:"from,omitempty"`
-	Reason  string          `json:"reason,omitempty"`
-	Code    string          `json:"code,omitempty"`
-	Message string          `json:"message,omitempty"`
+	Type    string `json:"type"`
+	ID      string `json:"id,omitempty"`
+	Call    string `json:"call,omitempty"`
+	To      string `json:"to,omitempty"`
+	From    string `json:"from,omitempty"`
+	Reason  string `json:"reason,omitempty"`
+	Code    string `json:"code,omitempty"`
+	Message string `json:"message,omitempty"`
+	// Room is the room a room message is about (PROTOCOL.md §14).
+	Room string `json:"room,omitempty"`
+	// Conn is a member connection: the target of kick.
+	Conn string `json:"conn,omitempty"`
+	// ToConn is the member connection a room signal is for.
+	ToConn string `json:"to_conn,omitempty"`
+	// FromConn is the member connection a room signal comes from; set by
+	// the server only.
+	FromConn string `json:"from_conn,omitempty"`
+	// Member is the member member_joined and member_left are about; set by
+	// the server only.
+	Member *RoomMember `json:"member,omitempty"`
+	// Members lists a room's members in join order (joined); set by the
+	// server only.
+	Members []RoomMember    `json:"members,omitempty"`
 	Data    json.RawMessage `json:"data,omitempty"`
+}
+
+// RoomMember is one member of a room on the wire: a user's connection.
+type RoomMember struct {
+	User string `json:"user"`
+	Conn string `json:"conn"`
 }
 
 // Encode returns the JSON frame for e. Data is copied byte for byte (not

@@ -137,3 +137,8 @@ func GatewayKey(gateway string) string { return "gw." + gateway }
 
 // UserKey is the key of user's connection set in the presence bucket.
 func UserKey(user string) string { return "user." + EncodeUserID(user) }
+
+// RoomKey is the key of a room's record in the calls bucket. The room id is
+// encoded as user ids are, so no room id can name another key. A busy lock
+// held by a room holds this key.
+func RoomKey(room string) string { return "room." + EncodeUserID(room) }
