@@ -40,11 +40,13 @@ type Request struct {
 // Reply answers a Request. An empty Code means success: the gateway acks the
 // client's request, then sends Then to the same connection in order.
 type Reply struct {
-	Code    string      `json:"code,omitempty"`
-	Message string      `json:"message,omitempty"`
-	Call    string      `json:"call,omitempty"`
-	Bind    *Binding    `json:"bind,omitempty"`
-	Then    []*Envelope `json:"then,omitempty"`
+	Code    string `json:"code,omitempty"`
+	Message string `json:"message,omitempty"`
+	Call    string `json:"call,omitempty"`
+	// Room names the room a room request was about, for its ack.
+	Room string      `json:"room,omitempty"`
+	Bind *Binding    `json:"bind,omitempty"`
+	Then []*Envelope `json:"then,omitempty"`
 	// Calls answers OpResume: the connection's live calls.
 	Calls []ResumedCall `json:"calls,omitempty"`
 }
