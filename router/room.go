@@ -1,5 +1,7 @@
 package router
 
+import "slices"
+
 // Room is the record of one room, stored under messages.RoomKey(ID)
 // (docs/rooms.md). Every write is a compare-and-set on its revision, so the
 // record alone decides who is in the room.
@@ -105,8 +107,8 @@ func (r *Room) clone() *Room {
 		return nil
 	}
 	c := *r
-	c.Members = append([]Member(nil), r.Members...)
-	c.Invited = append([]Invitation(nil), r.Invited...)
-	c.Departed = append([]Departure(nil), r.Departed...)
+	c.Members = slices.Clone(r.Members)
+	c.Invited = slices.Clone(r.Invited)
+	c.Departed = slices.Clone(r.Departed)
 	return &c
 }
