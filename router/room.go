@@ -67,12 +67,7 @@ func (r *Room) member(conn string) int {
 	if r == nil {
 		return -1
 	}
-	for i, m := range r.Members {
-		if m.Conn == conn {
-			return i
-		}
-	}
-	return -1
+	return slices.IndexFunc(r.Members, func(m Member) bool { return m.Conn == conn })
 }
 
 // userIn returns the index of a member connection of user, or -1.
@@ -80,12 +75,7 @@ func (r *Room) userIn(user string) int {
 	if r == nil {
 		return -1
 	}
-	for i, m := range r.Members {
-		if m.User == user {
-			return i
-		}
-	}
-	return -1
+	return slices.IndexFunc(r.Members, func(m Member) bool { return m.User == user })
 }
 
 // invited reports whether user has an open ring into r.
@@ -93,12 +83,7 @@ func (r *Room) invited(user string) bool {
 	if r == nil {
 		return false
 	}
-	for _, inv := range r.Invited {
-		if inv.User == user {
-			return true
-		}
-	}
-	return false
+	return slices.ContainsFunc(r.Invited, func(inv Invitation) bool { return inv.User == user })
 }
 
 // clone returns a deep copy of r.
