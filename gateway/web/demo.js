@@ -538,7 +538,7 @@ function render() {
   el.screen.setAttribute("aria-pressed", String(!!media.screen));
 
   el.localName.textContent = mesh?.user ? `You (${mesh.user})` : "You";
-  el.localOverlay.textContent = inCall ? "Camera off" : state === "ringing" ? "Your camera starts when you answer" : "Your camera starts when you call or answer";
+  el.localOverlay.textContent = inCall ? "Camera off" : state === "ringing" ? "Your camera starts when you answer" : "Your camera starts in a call";
   if (state !== "active") el.ice.hidden = true;
   if (!demo.call && !dialing) el.remoteName.textContent = "Remote";
   renderRemote();

@@ -186,8 +186,8 @@ type Result struct {
 	// generator's own delay plus the server's backpressure (a write blocks
 	// while the server does not read).
 	SendLag *Percentiles `json:"send_lag,omitempty"`
-	// Errors counts failures by reason: error:<code> (callmesh error
-	// frames), http_<status> (refused dials), close:<code>, conn_lost,
+	// Errors counts failures by reason: error:<code>[:<request>] (callmesh
+	// error frames, with the request they answer: invite, accept, hangup), http_<status> (refused dials), close:<code>, conn_lost,
 	// timeout:<stage>, ended:<reason> (a call that ended unexpectedly),
 	// backlog (calls scheduled but never started), peerjs:<type>.
 	Errors map[string]int64 `json:"errors"`

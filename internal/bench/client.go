@@ -150,7 +150,7 @@ func (c *conn) read(r *run) {
 		}
 		switch f.Type {
 		case "error":
-			r.errors.add("error:" + f.Code)
+			r.errors.add("error:" + f.Code + requestOf(f.ID))
 		case "ERROR", "ID-TAKEN", "LEAVE", "EXPIRE":
 			r.errors.add("peerjs:" + f.Type + strings.TrimSpace(" "+f.Payload.Msg))
 		}
@@ -332,7 +332,29 @@ func formatErrors(m map[string]int64) string {
 
 // rateLimited reports whether m holds refusals of a rate limit.
 func rateLimited(m map[string]int64) bool {
-	return m["http_429"] > 0 || m["error:rate_limited"] > 0 || m["close:1008"] > 0
+	for k, n := range m {
+		if n > 0 && (k == "http_429" || k == "close:1008" || strings.HasPrefix(k, "error:rate_limited")) {
+			return true
+		}
+	}
+	return false
+}
+
+// requestOf names the request an error answers, by the id the bench gave
+// it (pairs.go): ":invite", ":accept", ":hangup", or "" for another.
+func requestOf(id string) string {
+	if id == "" {
+		return ""
+	}
+	switch id[0] {
+	case 'i':
+		return ":invite"
+	case 'a':
+		return ":accept"
+	case 'h':
+		return ":hangup"
+	}
+	return ""
 }
 
 var errNoCalls = errors.New("the peerjs target has no calls: use connect or relay")

@@ -27,7 +27,7 @@ func TestBrowserRefreshOnExpiring(t *testing.T) {
 	s := startBrowser(t, chromium)
 	t.Cleanup(func() { s.dumpIfFailed(t) })
 
-	alice := s.open(t, "alice", m.Gateways[0].HTTP.URL+"/")
+	alice := s.open(t, "alice", m.Gateways[0].HTTP.URL+"/", laptop)
 	alice.connect(t, "alice")
 	alice.waitFor(t, "listeners on demo.mesh", `(() => {
 		const m = demo.mesh;

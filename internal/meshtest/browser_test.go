@@ -50,6 +50,11 @@ const noChromium = "SKIPPED: no Chromium found — install chromium (apt-get ins
 //   - Drain: dave and erin reach the mesh through a load balancer, both on
 //     gateway 0, and are in a call; gateway 0 drains (a rolling upgrade);
 //     both pages resume on gateway 1 and their call carries on.
+//
+// Every call is set up by establish, which also checks what a user sees
+// while it rings and once it is up: the call controls in view and not
+// covered, and the local preview small beside the remote video. Pages are
+// 1280×800 (a laptop); dave's and erin's are 390×844 (a phone).
 func TestBrowser(t *testing.T) {
 	chromium := findChromium(t)
 
@@ -62,8 +67,8 @@ func TestBrowser(t *testing.T) {
 	s := startBrowser(t, chromium)
 	t.Cleanup(func() { s.dumpIfFailed(t) })
 
-	alice := s.open(t, "alice", m.Gateways[0].HTTP.URL+"/")
-	bob := s.open(t, "bob", m.Gateways[1].HTTP.URL+"/")
+	alice := s.open(t, "alice", m.Gateways[0].HTTP.URL+"/", laptop)
+	bob := s.open(t, "bob", m.Gateways[1].HTTP.URL+"/", laptop)
 	alice.connect(t, "alice")
 	bob.connect(t, "bob")
 
@@ -83,7 +88,7 @@ func TestBrowser(t *testing.T) {
 
 	if !t.Run("Busy", func(t *testing.T) {
 		t.Cleanup(func() { s.dumpIfFailed(t) })
-		carol := s.open(t, "carol", m.Gateways[1].HTTP.URL+"/")
+		carol := s.open(t, "carol", m.Gateways[1].HTTP.URL+"/", laptop)
 		carol.connect(t, "carol")
 
 		call := establish(t, alice, bob)
@@ -115,8 +120,8 @@ func TestBrowser(t *testing.T) {
 	t.Run("Drain", func(t *testing.T) {
 		t.Cleanup(func() { s.dumpIfFailed(t) })
 		lb := newBalancer(t, m)
-		dave := s.open(t, "dave", lb.URL+"/")
-		erin := s.open(t, "erin", lb.URL+"/")
+		dave := s.open(t, "dave", lb.URL+"/", phone)
+		erin := s.open(t, "erin", lb.URL+"/", phone)
 		dave.connect(t, "dave")
 		erin.connect(t, "erin")
 		call := establish(t, dave, erin)
@@ -206,11 +211,14 @@ func establish(t *testing.T, caller, callee *page) string {
 	caller.typeInto(t, "callee", callee.name)
 	caller.click(t, "call")
 	callee.waitFor(t, `body state "ringing"`, `document.body.dataset.state === "ringing"`)
+	caller.checkCallLayout(t, "while it rings", "hangup", "camera", "screen")
+	callee.checkCallLayout(t, "while it rings", "answer", "reject", "hangup", "camera", "screen")
 	callee.click(t, "answer")
 	for _, p := range []*page{caller, callee} {
 		p.waitFor(t, `body state "active"`, `document.body.dataset.state === "active"`)
 		p.waitFor(t, "ICE connected/completed", `!!demo.call && `+iceConnected)
 		p.waitFor(t, "remote video frames decoded", framesAbove(0))
+		p.checkCallLayout(t, "in the call", "hangup", "camera", "screen")
 	}
 	var ids [2]string
 	for i, p := range []*page{caller, callee} {
@@ -273,7 +281,7 @@ func startBrowser(t *testing.T, chromium string) *session {
 		chromedp.NoSandbox,
 		chromedp.DisableGPU,
 		chromedp.NoFirstRun,
-		chromedp.WindowSize(1024, 768),
+		chromedp.WindowSize(laptop.width, laptop.height),
 		chromedp.Flag("use-fake-device-for-media-stream", true),
 		chromedp.Flag("use-fake-ui-for-media-stream", true),
 		chromedp.Flag("allow-loopback-in-peer-connection", true),
@@ -368,9 +376,19 @@ type page struct {
 	console []string
 }
 
-// open opens a tab for user at url. The tab lives as long as the whole test
-// (not t, which may be a subtest), so that a failure can still be dumped.
-func (s *session) open(t *testing.T, name, url string) *page {
+// viewport is the size of a page's window, in CSS pixels.
+type viewport struct{ width, height int }
+
+// The windows the pages are tried in: a laptop's browser window and a phone.
+var (
+	laptop = viewport{1280, 800}
+	phone  = viewport{390, 844}
+)
+
+// open opens a tab for user at url, in a window of size vp. The tab lives as
+// long as the whole test (not t, which may be a subtest), so that a failure
+// can still be dumped.
+func (s *session) open(t *testing.T, name, url string, vp viewport) *page {
 	t.Helper()
 	ctx, cancel := chromedp.NewContext(s.root)
 	p := &page{name: name, ctx: ctx}
@@ -404,8 +422,11 @@ func (s *session) open(t *testing.T, name, url string) *page {
 		}
 	}()
 
-	p.do(t, "load "+url, chromedp.Navigate(url))
+	p.do(t, fmt.Sprintf("load %s in %d×%d", url, vp.width, vp.height),
+		chromedp.EmulateViewport(int64(vp.width), int64(vp.height)), chromedp.Navigate(url))
 	p.waitFor(t, "the demo page to load", `document.readyState === "complete" && !!document.getElementById("connect")`)
+	p.waitFor(t, fmt.Sprintf("a %d×%d window", vp.width, vp.height), fmt.Sprintf(
+		`innerWidth === %d && innerHeight === %d`, vp.width, vp.height))
 	return p
 }
 
@@ -436,6 +457,46 @@ func (p *page) click(t *testing.T, id string) {
 	p.waitFor(t, "#"+id+" to be enabled and visible", usable(id))
 	p.do(t, "click #"+id, chromedp.Click(chromedp.ID(id)))
 }
+
+// checkCallLayout checks what a user of the page sees of a call (when says
+// when): each button ids is inside the window and nothing covers its centre,
+// so it needs no scrolling to find and a click reaches it; and the local
+// preview is in the window and at most a quarter the size of the remote video.
+func (p *page) checkCallLayout(t *testing.T, when string, ids ...string) {
+	t.Helper()
+	list, _ := json.Marshal(ids)
+	p.waitFor(t, "the call's layout "+when+": "+strings.Join(ids, ", ")+" in view and clickable, the local preview small",
+		fmt.Sprintf(callLayoutJS, list))
+}
+
+// callLayoutJS is checkCallLayout's condition, with %s the JSON list of button
+// ids. It throws the problems it finds, so that waitFor reports them.
+const callLayoutJS = `(ids => {
+	const problems = [];
+	const vw = innerWidth, vh = innerHeight;
+	const where = r => "[" + [r.left, r.top, r.right, r.bottom].map(Math.round) + "]";
+	const inView = (what, r) => {
+		if (r.width <= 0 || r.height <= 0) problems.push(what + " has no size");
+		else if (r.left < 0 || r.top < 0 || r.right > vw || r.bottom > vh)
+			problems.push(what + " at " + where(r) + " is not inside the " + vw + "×" + vh + " window");
+	};
+	for (const id of ids) {
+		const el = document.getElementById(id);
+		if (!el) { problems.push("no #" + id); continue; }
+		const r = el.getBoundingClientRect();
+		inView("#" + id, r);
+		const hit = document.elementFromPoint(r.left + r.width / 2, r.top + r.height / 2);
+		if (hit !== el && !el.contains(hit))
+			problems.push("#" + id + " is covered at its centre by " + (hit ? hit.outerHTML.slice(0, 80) : "nothing"));
+	}
+	const local = document.getElementById("local").getBoundingClientRect();
+	const remote = document.getElementById("remote").getBoundingClientRect();
+	inView("the local preview #local", local);
+	if (local.width * local.height * 4 > remote.width * remote.height)
+		problems.push("the local preview " + where(local) + " is not at most a quarter of the remote video " + where(remote));
+	if (problems.length) throw new Error(problems.join("; "));
+	return true;
+})(%s)`
 
 // usable is true when element #id is there, enabled and visible.
 func usable(id string) string {
