@@ -51,17 +51,15 @@ func (c *conn) applyRoom(env *messages.Envelope) bool {
 	v := c.rooms[env.Room]
 	switch env.Type {
 	case messages.TypeJoined:
-		c.setRoom(env.Room, env.Members)
-		if env.Call != "" { // a call moved into the room (PROTOCOL.md §14.7)
-			c.endCall(env.Call)
-		}
+		c.setRoom(env.Room, env.Members) // with call: ended{moved} ends it
 	case messages.TypeMemberJoined:
-		if v == nil || env.Member == nil {
+		// A repeat (effects are at least once) tells the client nothing new.
+		if v == nil || env.Member == nil || v.members[env.Member.Conn] == env.Member.User {
 			return false
 		}
 		v.members[env.Member.Conn] = env.Member.User
 	case messages.TypeMemberLeft:
-		if v == nil || env.Member == nil {
+		if v == nil || env.Member == nil || v.members[env.Member.Conn] != env.Member.User {
 			return false
 		}
 		if env.Member.Conn == c.id { // kicked
