@@ -215,7 +215,7 @@ func (c *conn) welcome(resumed bool, calls []messages.CallInfo, rooms []messages
 	w := messages.Welcome{
 		User: c.user, Conn: c.id, Resume: c.token, Resumed: resumed, Calls: calls, Rooms: rooms,
 		ResumeGraceMS: c.s.cfg.ResumeGrace.Milliseconds(), RingTimeoutMS: c.s.cfg.RingTimeout.Milliseconds(),
-		ICEServers: iceServers(c.s.cfg.ICEServers, c.user, time.Now()),
+		ICEServers: iceServers(c.s.cfg.ICEServers, c.user, time.Now()), ICETransportPolicy: c.s.cfg.icePolicy(),
 	}
 	return messages.Encode(&messages.Envelope{Type: messages.TypeWelcome, Data: mustJSON(w)})
 }

@@ -74,8 +74,11 @@ type Welcome struct {
 	ResumeGraceMS int64       `json:"resume_grace_ms"`
 	RingTimeoutMS int64       `json:"ring_timeout_ms"`
 	ICEServers    []ICEServer `json:"ice_servers"`
-	Resumed       bool        `json:"resumed"`
-	Calls         []CallInfo  `json:"calls"`
+	// ICETransportPolicy is "all" or "relay" (RTCPeerConnection's
+	// iceTransportPolicy).
+	ICETransportPolicy string     `json:"ice_transport_policy"`
+	Resumed            bool       `json:"resumed"`
+	Calls              []CallInfo `json:"calls"`
 	// Rooms lists the rooms a resumed session is in (PROTOCOL.md §14.4).
 	Rooms []RoomInfo `json:"rooms"`
 }

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"strings"
+	"sync/atomic"
 
 	"github.com/pion/logging"
 	"github.com/pion/turn/v5"
@@ -24,6 +25,7 @@ type Server struct {
 	peers   peerFilter
 	quota   *quota
 	turn    *turn.Server
+	closed  atomic.Bool // Close has begun
 	// Addrs are the addresses the listeners got, by network ("udp",
 	// "tcp", "tls"): the configured ones, with a port 0 resolved.
 	Addrs map[string]net.Addr
@@ -122,7 +124,10 @@ func Start(cfg Config) (*Server, error) {
 }
 
 // Close stops the server and ends every allocation.
-func (s *Server) Close() error { return s.turn.Close() }
+func (s *Server) Close() error {
+	s.closed.Store(true)
+	return s.turn.Close()
+}
 
 // Allocations returns the number of live allocations.
 func (s *Server) Allocations() int { return s.turn.AllocationCount() }

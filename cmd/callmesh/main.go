@@ -29,6 +29,7 @@ var commands = []struct{ name, args, desc string }{
 	{"dev", "", "everything in one process: embedded NATS, a router and dev.gateways gateways"},
 	{"gateway", "", "serve one WebSocket gateway on http.addr, connected to nats.url"},
 	{"router", "", "run one router (calls, ring timeouts, dead-gateway cleanup) on nats.url"},
+	{"turn", "", "run the built-in TURN server (turn.*) for clients behind firewalls and symmetric NATs"},
 	{"token", " --user NAME [--ttl 1h] [--kid ID]", "mint a JWT with the configured key and print it"},
 	{"nats-auth", " [--gateway-names " + defaultGatewayNames + "]", "print the NATS server's authorization config: one login for the routers and one per named gateway"},
 	{"bench", benchArgs, "load generator: connections, calls or signal relay against gateways (or PeerJS), with latency percentiles and the server's cost"},
@@ -158,6 +159,8 @@ func runCommand(ctx context.Context, cmd string, args, environ []string, stdout,
 		return runGateway(ctx, cfg, log)
 	case "router":
 		return runRouter(ctx, cfg, log)
+	case "turn":
+		return runTURN(ctx, cfg, log)
 	case "nats-auth":
 		return runNATSAuth(cfg, *gatewayNames, stdout)
 	case "bench":
