@@ -119,6 +119,21 @@ func (n Names) GatewayInbox(gateway string) string { return n.GatewayRoot(gatewa
 // RouterQueue is the queue group of the routers.
 func (n Names) RouterQueue() string { return n.prefix + "-routers" }
 
+// EventsStream is the JetStream stream of call and room events.
+func (n Names) EventsStream() string { return n.prefix + "_events" }
+
+// EventsSubjects are the subjects of EventsStream.
+func (n Names) EventsSubjects() string { return n.prefix + ".events.>" }
+
+// EventSubject is where an event about call id, or about a room (room
+// set; encoded as user ids are), is published.
+func (n Names) EventSubject(call, room string) string {
+	if room != "" && call == "" {
+		return n.prefix + ".events.room." + EncodeUserID(room)
+	}
+	return n.prefix + ".events.call." + call
+}
+
 // CallsBucket is the JetStream KV bucket holding calls and busy locks.
 func (n Names) CallsBucket() string { return n.prefix + "_calls" }
 

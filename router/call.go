@@ -46,6 +46,11 @@ type Call struct {
 	Data json.RawMessage `json:"data,omitempty"`
 	// RingDeadline is when a ringing call ends with no_answer (Unix ms).
 	RingDeadline int64 `json:"ring_deadline_ms"`
+	// StartedMS, AnsweredMS and EndedMS are when the call was placed,
+	// accepted and ended (Unix ms; 0 until then), for its events.
+	StartedMS  int64 `json:"started_ms,omitempty"`
+	AnsweredMS int64 `json:"answered_ms,omitempty"`
+	EndedMS    int64 `json:"ended_ms,omitempty"`
 	// EndedBy is the event that ended the call; nil while it is live, for
 	// an invite that ended at once, and in records written before it
 	// existed. A repeat of that event publishes the ending's effects again

@@ -7,6 +7,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/callmesh/callmesh/events"
 	"github.com/callmesh/callmesh/messages"
 )
 
@@ -35,6 +36,8 @@ type Config struct {
 	Replicas int
 	// Rooms configures group calls (PROTOCOL.md §14).
 	Rooms RoomsConfig
+	// Events are the limits of the events stream (docs/events.md).
+	Events events.StreamConfig
 	// Logger receives the router's logs (slog.Default() when nil).
 	Logger *slog.Logger
 	// Metrics registers the router's metrics (none when nil).
@@ -54,6 +57,7 @@ func DefaultConfig() Config {
 		Workers:        64,
 		Replicas:       1,
 		Rooms:          RoomsConfig{MaxMembers: DefaultMaxMembers, EmptyTimeout: 30 * time.Second, Exclusive: true},
+		Events:         events.StreamConfig{Retention: 7 * 24 * time.Hour, MaxBytes: 1 << 30},
 	}
 }
 
@@ -93,6 +97,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Rooms.EmptyTimeout < 0 {
 		errs = append(errs, errors.New("rooms empty timeout must not be negative"))
+	}
+	if c.Events.Retention < time.Minute || c.Events.MaxBytes < 1<<20 {
+		errs = append(errs, errors.New("events retention must be at least 1m and events max bytes at least 1 MiB"))
 	}
 	if c.Replicas < 1 || c.Replicas > 5 {
 		errs = append(errs, errors.New("replicas must be 1 to 5"))

@@ -27,6 +27,9 @@ type Room struct {
 	// in. The room ends EmptyTimeout (ms) later unless someone joins.
 	EmptySince   int64 `json:"empty_since_ms,omitempty"`
 	EmptyTimeout int64 `json:"empty_timeout_ms"`
+	// CreatedMS is when the room was made (Unix ms): with the id, it names
+	// this room apart from an earlier room of the same id in its events.
+	CreatedMS int64 `json:"created_ms,omitempty"`
 }
 
 // Member is one member connection of a room.

@@ -162,7 +162,8 @@ func decideJoin(r *Room, ev RoomEvent) RoomOutcome {
 	}
 	var next *Room
 	if r == nil {
-		next = &Room{ID: ev.Room, NextSeq: 1, Max: maxMembers(ev), InviteOnly: ev.InviteOnly, EmptyTimeout: ev.EmptyTimeout.Milliseconds()}
+		next = &Room{ID: ev.Room, NextSeq: 1, Max: maxMembers(ev), InviteOnly: ev.InviteOnly, EmptyTimeout: ev.EmptyTimeout.Milliseconds(),
+			CreatedMS: ev.Now.UnixMilli()}
 	} else {
 		if r.Locked {
 			return roomRefuse(messages.CodeRoomLocked, "the room is locked")
@@ -417,7 +418,7 @@ func decideAdopt(r *Room, ev RoomEvent) RoomOutcome {
 	}
 	a.Seq, b.Seq = 1, 2
 	next := &Room{ID: ev.Room, Members: []Member{a, b}, NextSeq: 3, Max: max(2, maxMembers(ev)), InviteOnly: ev.InviteOnly,
-		EmptyTimeout: ev.EmptyTimeout.Milliseconds()}
+		EmptyTimeout: ev.EmptyTimeout.Milliseconds(), CreatedMS: ev.Now.UnixMilli()}
 	out := adopted(next, ev.Call)
 	out.Next = next
 	return out

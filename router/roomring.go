@@ -2,6 +2,7 @@ package router
 
 import (
 	"context"
+	"time"
 
 	"github.com/callmesh/callmesh/messages"
 )
@@ -64,12 +65,14 @@ func (r *Router) acceptRoom(ctx context.Context, c *Call, rev uint64, ev Event) 
 			return out.Reply, true, nil
 		}
 		if out.Next != nil {
+			stamp(c, out.Next, time.Now())
 			if err := r.store.Update(ctx, out.Next, rev); err == ErrConflict {
 				r.metrics.retries.Inc()
 				return messages.Reply{}, false, nil
 			} else if err != nil {
 				return messages.Reply{}, true, err
 			}
+			r.callEvents(c, out.Next)
 			c = out.Next
 		}
 		others = []Effect{toDevices(c, ev.Conn, &messages.Envelope{
@@ -142,6 +145,7 @@ func (r *Router) endLive(ctx context.Context, id, reason, room string) (*Call, e
 		if room != "" {
 			next.Room = room
 		}
+		stamp(c, next, time.Now())
 		err = r.store.Update(ctx, next, rev)
 		if err == ErrConflict {
 			r.metrics.retries.Inc()
@@ -151,6 +155,7 @@ func (r *Router) endLive(ctx context.Context, id, reason, room string) (*Call, e
 			return nil, err
 		}
 		r.countEnded(next)
+		r.callEvents(c, next)
 		return next, nil
 	}
 	return nil, errConflicts

@@ -79,18 +79,19 @@ func (r *Router) changeRoom(ctx context.Context, id string, ev RoomEvent) (RoomO
 			r.metrics.repeats.Inc()
 		}
 		r.deliver.send(ctx, out.Effects)
-		if m := out.Released; m != nil {
-			if err := r.store.ReleaseLock(ctx, r.roomLockKey(m.User), key); err != nil {
-				// Stale once the record no longer lists the user (Store.stale).
-				r.log.Warn("release room lock", "room", id, "err", err)
-			}
-		}
 		after := room
 		switch {
 		case out.Delete:
 			after = nil
 		case out.Next != nil:
 			after = out.Next
+		}
+		r.roomEvents(ev, out, room, after)
+		if m := out.Released; m != nil {
+			if err := r.store.ReleaseLock(ctx, r.roomLockKey(m.User), key); err != nil {
+				// Stale once the record no longer lists the user (Store.stale).
+				r.log.Warn("release room lock", "room", id, "err", err)
+			}
 		}
 		return out, after, nil
 	}

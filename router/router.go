@@ -22,6 +22,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/callmesh/callmesh/events"
 	"github.com/callmesh/callmesh/internal/courier"
 	"github.com/callmesh/callmesh/internal/kvutil"
 	"github.com/callmesh/callmesh/internal/kvwatch"
@@ -53,6 +54,7 @@ type Router struct {
 	roomTimers *roomTimers
 	view       *view // the calls bucket as watched, feeding timers
 	deliver    *deliverer
+	events     *events.Publisher // call and room events (events.go)
 
 	cancel    context.CancelFunc // stops the watchers and timers
 	sub       atomic.Pointer[nats.Subscription]
@@ -95,12 +97,18 @@ func (r *Router) Start(ctx context.Context) error {
 		if r.store, err = OpenStore(ctx, js, r.names, r.cfg.Replicas, r.cfg.EndedRetention); err != nil {
 			return err
 		}
-		r.presence, err = presence.Open(ctx, js, r.names, r.cfg.Replicas)
+		if r.presence, err = presence.Open(ctx, js, r.names, r.cfg.Replicas); err != nil {
+			return err
+		}
+		_, err = events.OpenStream(ctx, js, r.names, events.StreamConfig{
+			Retention: r.cfg.Events.Retention, MaxBytes: r.cfg.Events.MaxBytes, Replicas: r.cfg.Replicas,
+		})
 		return err
 	})
 	if err != nil {
 		return err
 	}
+	r.events = events.NewPublisher(js, r.names, r.log, r.cfg.Metrics)
 	post, err := courier.New(r.nc)
 	if err != nil {
 		return fmt.Errorf("router: courier: %w", err)
@@ -199,6 +207,9 @@ func (r *Router) Shutdown(ctx context.Context) error {
 			if r.deliver != nil {
 				r.deliver.wait(ctx)
 			}
+			if r.events != nil {
+				r.events.Close(ctx)
+			}
 			if r.cancel != nil {
 				r.cancel()
 			}
@@ -296,7 +307,8 @@ func (r *Router) serve(ctx context.Context, req *messages.Request) messages.Repl
 func (r *Router) invite(ctx context.Context, req *messages.Request) (messages.Reply, error) {
 	c := &Call{
 		ID: req.Call, Caller: req.User, CallerConn: req.Conn, CallerGateway: req.Gateway, Callee: req.To, State: Ringing, Room: req.Room,
-		Data: req.Data, RingDeadline: time.Now().Add(r.cfg.RingTimeout).UnixMilli(),
+		StartedMS: time.Now().UnixMilli(),
+		Data:      req.Data, RingDeadline: time.Now().Add(r.cfg.RingTimeout).UnixMilli(),
 	}
 	if c.Caller == c.Callee || messages.ValidUserID(c.Callee) != nil {
 		return Decide(c, Event{Kind: Invite}).Reply, nil
@@ -322,6 +334,9 @@ func (r *Router) invite(ctx context.Context, req *messages.Request) (messages.Re
 		}
 		out := Decide(c, ev)
 		reply, done, err := r.commit(ctx, c, out, rev)
+		if done && err == nil && out.Next == nil && c.State == Ringing && len(out.Effects) > 0 {
+			r.ringingEvent(c) // it rings the callee's devices
+		}
 		if done || err != nil {
 			return reply, err
 		}
@@ -416,6 +431,7 @@ func (r *Router) commit(ctx context.Context, c *Call, out Outcome, rev uint64) (
 		roomed(&out, c.Room)
 	}
 	if out.Next != nil {
+		stamp(c, out.Next, time.Now())
 		err := r.store.Update(ctx, out.Next, rev)
 		if errors.Is(err, ErrConflict) {
 			r.metrics.retries.Inc()
@@ -425,6 +441,7 @@ func (r *Router) commit(ctx context.Context, c *Call, out Outcome, rev uint64) (
 			return messages.Reply{}, false, err
 		}
 		r.countEnded(out.Next)
+		r.callEvents(c, out.Next)
 	}
 	if out.Repeat {
 		r.metrics.repeats.Inc()

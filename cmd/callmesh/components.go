@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/callmesh/callmesh/events"
 	"github.com/callmesh/callmesh/gateway"
 	"github.com/callmesh/callmesh/messages"
 	"github.com/callmesh/callmesh/router"
@@ -117,6 +118,7 @@ func (c *Config) routerConfig(log *slog.Logger, metrics prometheus.Registerer) r
 		Resync:         c.Presence.Resync,
 		Workers:        c.Router.Workers,
 		Replicas:       c.NATS.Replicas,
+		Events:         events.StreamConfig{Retention: c.Events.Retention, MaxBytes: int64(c.Events.MaxBytes)},
 		Rooms:          router.RoomsConfig{MaxMembers: c.Rooms.MaxMembers, EmptyTimeout: c.Rooms.EmptyTimeout, Exclusive: c.Rooms.Exclusive},
 		Logger:         log,
 		Metrics:        metrics,

@@ -41,6 +41,10 @@ type Config struct {
 		EmptyTimeout time.Duration
 		Exclusive    bool
 	}
+	Events struct {
+		Retention time.Duration
+		MaxBytes  int
+	}
 	TURN struct {
 		Realm, Secret, RelayIP, RelayBind          string
 		UDPAddr, TCPAddr, TLSAddr, TLSCert, TLSKey string
@@ -168,6 +172,8 @@ var settings = []setting{
 	{"rooms.max_members", "8", "most members of one room (2 to 64; a full mesh works up to about 6–8); stored in a room when it is created", func(c *Config) any { return &c.Rooms.MaxMembers }},
 	{"rooms.empty_timeout", "30s", "an empty room keeps its settings (locked, invite-only) this long, then ends", func(c *Config) any { return &c.Rooms.EmptyTimeout }},
 	{"rooms.exclusive", "true", "a user in a room is busy for 1:1 calls and the reverse; false: rooms and 1:1 calls ignore each other", func(c *Config) any { return &c.Rooms.Exclusive }},
+	{"events.retention", "168h", "call and room events are kept this long in the events stream (docs/events.md)", func(c *Config) any { return &c.Events.Retention }},
+	{"events.max_bytes", "1073741824", "the events stream's size limit; the oldest events go first", func(c *Config) any { return &c.Events.MaxBytes }},
 	{"turn.udp_addr", "0.0.0.0:3478", "callmesh turn: UDP listen address for clients (empty: none)", func(c *Config) any { return &c.TURN.UDPAddr }},
 	{"turn.tcp_addr", "0.0.0.0:3478", "callmesh turn: TCP listen address for clients (empty: none)", func(c *Config) any { return &c.TURN.TCPAddr }},
 	{"turn.tls_addr", "", "callmesh turn: TURN over TLS listen address, e.g. 0.0.0.0:5349 (with turn.tls_cert and turn.tls_key)", func(c *Config) any { return &c.TURN.TLSAddr }},
