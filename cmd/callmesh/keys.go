@@ -45,6 +45,11 @@ type Config struct {
 		Retention time.Duration
 		MaxBytes  int
 	}
+	Webhook struct {
+		URL, Secret, Durable, HTTPAddr string
+		Timeout                        time.Duration
+		MaxAttempts                    int
+	}
 	TURN struct {
 		Realm, Secret, RelayIP, RelayBind          string
 		UDPAddr, TCPAddr, TLSAddr, TLSCert, TLSKey string
@@ -174,6 +179,12 @@ var settings = []setting{
 	{"rooms.exclusive", "true", "a user in a room is busy for 1:1 calls and the reverse; false: rooms and 1:1 calls ignore each other", func(c *Config) any { return &c.Rooms.Exclusive }},
 	{"events.retention", "168h", "call and room events are kept this long in the events stream (docs/events.md)", func(c *Config) any { return &c.Events.Retention }},
 	{"events.max_bytes", "1073741824", "the events stream's size limit; the oldest events go first", func(c *Config) any { return &c.Events.MaxBytes }},
+	{"webhook.url", "", "callmesh webhook: the endpoint every event is POSTed to (docs/events.md)", func(c *Config) any { return &c.Webhook.URL }},
+	{"webhook.secret", "", "callmesh webhook: HMAC-SHA256 key of the Callmesh-Signature header (at least 16 bytes)", func(c *Config) any { return &c.Webhook.Secret }},
+	{"webhook.timeout", "10s", "callmesh webhook: one POST's time limit", func(c *Config) any { return &c.Webhook.Timeout }},
+	{"webhook.max_attempts", "10", "callmesh webhook: POSTs of one event before it is given up (retries after 1s, 5s, 30s, 2m, then every 10m)", func(c *Config) any { return &c.Webhook.MaxAttempts }},
+	{"webhook.durable", "callmesh-webhook", "callmesh webhook: the stream consumer's name; forwarders sharing it share the work", func(c *Config) any { return &c.Webhook.Durable }},
+	{"webhook.http_addr", "127.0.0.1:8479", "callmesh webhook: listen address for /healthz and /metrics; empty: none", func(c *Config) any { return &c.Webhook.HTTPAddr }},
 	{"turn.udp_addr", "0.0.0.0:3478", "callmesh turn: UDP listen address for clients (empty: none)", func(c *Config) any { return &c.TURN.UDPAddr }},
 	{"turn.tcp_addr", "0.0.0.0:3478", "callmesh turn: TCP listen address for clients (empty: none)", func(c *Config) any { return &c.TURN.TCPAddr }},
 	{"turn.tls_addr", "", "callmesh turn: TURN over TLS listen address, e.g. 0.0.0.0:5349 (with turn.tls_cert and turn.tls_key)", func(c *Config) any { return &c.TURN.TLSAddr }},
