@@ -50,6 +50,12 @@ func Ack(id, call string) *Envelope {
 	return &Envelope{Type: TypeAck, ID: id, Call: call}
 }
 
+// RoomAck returns an ack for a room request id, naming the room and the
+// call (a ring) where known.
+func RoomAck(id, call, room string) *Envelope {
+	return &Envelope{Type: TypeAck, ID: id, Call: call, Room: room}
+}
+
 // Error returns an error envelope answering request id.
 func Error(id, code, message string) *Envelope {
 	return &Envelope{Type: TypeError, ID: id, Code: code, Message: message}
@@ -70,6 +76,14 @@ type Welcome struct {
 	ICEServers    []ICEServer `json:"ice_servers"`
 	Resumed       bool        `json:"resumed"`
 	Calls         []CallInfo  `json:"calls"`
+	// Rooms lists the rooms a resumed session is in (PROTOCOL.md §14.4).
+	Rooms []RoomInfo `json:"rooms"`
+}
+
+// RoomInfo is a room and its members, in join order (welcome.data.rooms).
+type RoomInfo struct {
+	Room    string       `json:"room"`
+	Members []RoomMember `json:"members"`
 }
 
 // ICEServer is one entry of RTCPeerConnection's iceServers.
@@ -85,6 +99,8 @@ type CallInfo struct {
 	State string `json:"state"`
 	Role  string `json:"role"`
 	Peer  string `json:"peer"`
+	// Room is the room a ring rings into (PROTOCOL.md §14.5).
+	Room string `json:"room,omitempty"`
 }
 
 // Goaway is the data of the goaway message.

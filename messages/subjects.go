@@ -132,6 +132,10 @@ func CallKey(id string) string { return "call." + id }
 // BusyKey is the key of user's busy lock in the calls bucket.
 func BusyKey(user string) string { return "busy." + EncodeUserID(user) }
 
+// SeatKey is the key of user's room lock when rooms.exclusive is off: it
+// holds the RoomKey of the user's room, as a busy lock does otherwise.
+func SeatKey(user string) string { return "seat." + EncodeUserID(user) }
+
 // GatewayKey is the key of a gateway's heartbeat in the presence bucket.
 func GatewayKey(gateway string) string { return "gw." + gateway }
 

@@ -37,6 +37,10 @@ type Call struct {
 	// Refused is set when the invite itself was refused with an error code
 	// (the caller was busy); a retried invite gets the same answer.
 	Refused string `json:"refused,omitempty"`
+	// Room, for a room ring (PROTOCOL.md §14.5), is the room the callee is
+	// rung into: accepting joins it, and every message about the ring
+	// names it.
+	Room string `json:"room,omitempty"`
 	// Data is the invite's data, sent again to devices that connect while
 	// the call rings.
 	Data json.RawMessage `json:"data,omitempty"`

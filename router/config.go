@@ -33,6 +33,8 @@ type Config struct {
 	Workers int
 	// Replicas is the replica count of the KV buckets (3 in a cluster).
 	Replicas int
+	// Rooms configures group calls (PROTOCOL.md §14).
+	Rooms RoomsConfig
 	// Logger receives the router's logs (slog.Default() when nil).
 	Logger *slog.Logger
 	// Metrics registers the router's metrics (none when nil).
@@ -51,7 +53,18 @@ func DefaultConfig() Config {
 		Resync:         30 * time.Second,
 		Workers:        64,
 		Replicas:       1,
+		Rooms:          RoomsConfig{MaxMembers: DefaultMaxMembers, EmptyTimeout: 30 * time.Second, Exclusive: true},
 	}
+}
+
+// RoomsConfig is the rooms.* configuration.
+type RoomsConfig struct {
+	// MaxMembers is the most members of a room created from now on.
+	MaxMembers int
+	// EmptyTimeout is how long an empty room keeps its settings.
+	EmptyTimeout time.Duration
+	// Exclusive: a user in a room is busy for 1:1 calls, and the reverse.
+	Exclusive bool
 }
 
 // Validate reports every problem with c; New calls it.
@@ -74,6 +87,12 @@ func (c *Config) Validate() error {
 	}
 	if c.Workers < 1 {
 		errs = append(errs, errors.New("workers must be at least 1"))
+	}
+	if c.Rooms.MaxMembers < 2 || c.Rooms.MaxMembers > 64 {
+		errs = append(errs, errors.New("rooms max members must be 2 to 64"))
+	}
+	if c.Rooms.EmptyTimeout < 0 {
+		errs = append(errs, errors.New("rooms empty timeout must not be negative"))
 	}
 	if c.Replicas < 1 || c.Replicas > 5 {
 		errs = append(errs, errors.New("replicas must be 1 to 5"))

@@ -49,8 +49,10 @@ type Router struct {
 	store    *Store
 	presence *presence.Registry
 	timers   *ringTimers
-	view     *view // the calls bucket as watched, feeding timers
-	deliver  *deliverer
+	// roomTimers end empty rooms after rooms.empty_timeout.
+	roomTimers *roomTimers
+	view       *view // the calls bucket as watched, feeding timers
+	deliver    *deliverer
 
 	cancel    context.CancelFunc // stops the watchers and timers
 	sub       atomic.Pointer[nats.Subscription]
@@ -111,7 +113,8 @@ func (r *Router) Start(ctx context.Context) error {
 	}
 	r.deliver.ctx, r.deliver.cancel = context.WithCancel(bg)
 	r.timers = newRingTimers(func(id string) { r.expire(bg, id) })
-	r.view = newView(r.timers)
+	r.roomTimers = newRoomTimers(func(id string) { r.expireRoom(bg, id) })
+	r.view = newView(r.timers, r.roomTimers)
 	r.store.view = r.view
 	monitor := presence.NewMonitor(r.presence, r.cfg.ResumeGrace, r.cfg.Resync, r.evict, r.log)
 	r.goRun(func() { kvwatch.Run(bg, r.store.KV(), ">", r.cfg.Resync, r.view, r.log) })
@@ -208,6 +211,7 @@ func (r *Router) Shutdown(ctx context.Context) error {
 	case <-done:
 		if r.timers != nil { // nil when Start failed early
 			r.timers.stopAll()
+			r.roomTimers.stopAll()
 		}
 		return nil
 	case <-ctx.Done():
@@ -240,14 +244,21 @@ func (r *Router) handle(ctx context.Context, m *nats.Msg) {
 // serve answers one request. Gateways are trusted to report the
 // authenticated User and Conn; everything else is checked here.
 func (r *Router) serve(ctx context.Context, req *messages.Request) messages.Reply {
-	if req.Call != "" && !messages.ValidCallID(req.Call) {
+	if req.Call != "" && !messages.ValidCallID(req.Call) || req.MoveCall != "" && !messages.ValidCallID(req.MoveCall) {
 		return messages.Reply{Code: messages.CodeBadRequest, Message: "malformed call id"}
+	}
+	if req.Room != "" && messages.ValidRoomID(req.Room) != nil {
+		return messages.Reply{Code: messages.CodeBadRequest, Message: "malformed room id"}
 	}
 	var reply messages.Reply
 	var err error
 	switch req.Op {
 	case messages.OpInvite:
-		reply, err = r.invite(ctx, req)
+		if req.Room != "" {
+			reply, err = r.roomInvite(ctx, req)
+		} else {
+			reply, err = r.invite(ctx, req)
+		}
 	case messages.OpAccept:
 		reply, err = r.transition(ctx, req.Call, Event{Kind: Accept, User: req.User, Conn: req.Conn, Gateway: req.Gateway})
 	case messages.OpReject:
@@ -260,6 +271,16 @@ func (r *Router) serve(ctx context.Context, req *messages.Request) messages.Repl
 		reply, err = r.attach(ctx, req)
 	case messages.OpResume:
 		reply, err = r.resume(ctx, req)
+	case messages.OpJoin:
+		reply, err = r.join(ctx, req)
+	case messages.OpRoomLeave:
+		reply, err = r.roomRequest(ctx, req, RoomLeave)
+	case messages.OpKick:
+		reply, err = r.roomRequest(ctx, req, RoomKick)
+	case messages.OpLock:
+		reply, err = r.roomRequest(ctx, req, RoomLock)
+	case messages.OpUnlock:
+		reply, err = r.roomRequest(ctx, req, RoomUnlock)
 	default:
 		return messages.Reply{Code: messages.CodeBadRequest, Message: "unknown op"}
 	}
@@ -274,7 +295,7 @@ func (r *Router) serve(ctx context.Context, req *messages.Request) messages.Repl
 // gateway's retry of the same call id completes what a failed attempt began.
 func (r *Router) invite(ctx context.Context, req *messages.Request) (messages.Reply, error) {
 	c := &Call{
-		ID: req.Call, Caller: req.User, CallerConn: req.Conn, CallerGateway: req.Gateway, Callee: req.To, State: Ringing,
+		ID: req.Call, Caller: req.User, CallerConn: req.Conn, CallerGateway: req.Gateway, Callee: req.To, State: Ringing, Room: req.Room,
 		Data: req.Data, RingDeadline: time.Now().Add(r.cfg.RingTimeout).UnixMilli(),
 	}
 	if c.Caller == c.Callee || messages.ValidUserID(c.Callee) != nil {
@@ -289,7 +310,7 @@ func (r *Router) invite(ctx context.Context, req *messages.Request) (messages.Re
 			if c, rev, err = r.store.Call(ctx, req.Call); err != nil {
 				return messages.Reply{}, err
 			}
-			if c == nil || c.Caller != req.User || c.CallerConn != req.Conn {
+			if c == nil || c.Caller != req.User || c.CallerConn != req.Conn || c.Room != req.Room {
 				return messages.Reply{Code: messages.CodeBadRequest, Message: "call id in use"}, nil
 			}
 		}
@@ -310,20 +331,23 @@ func (r *Router) invite(ctx context.Context, req *messages.Request) (messages.Re
 }
 
 // inviteFacts claims the busy locks of a ringing call's parties and reads the
-// callee's presence.
+// callee's presence. A room ring claims the callee's only: its caller is a
+// member of the room, which holds the caller's lock.
 func (r *Router) inviteFacts(ctx context.Context, c *Call) (Event, error) {
 	ev := Event{Kind: Invite}
-	ok, err := r.store.Claim(ctx, c.Caller, c.ID)
-	if err != nil || !ok {
-		ev.CallerBusy = !ok
-		return ev, err
+	if c.Room == "" {
+		ok, err := r.store.Claim(ctx, c.Caller, c.ID)
+		if err != nil || !ok {
+			ev.CallerBusy = !ok
+			return ev, err
+		}
 	}
 	conns, err := r.presence.Conns(ctx, c.Callee)
 	if err != nil || len(conns) == 0 {
 		return ev, err
 	}
 	ev.CalleeOnline = true
-	ok, err = r.store.Claim(ctx, c.Callee, c.ID)
+	ok, err := r.store.Claim(ctx, c.Callee, c.ID)
 	ev.CalleeBusy = !ok
 	return ev, err
 }
@@ -343,6 +367,17 @@ func (r *Router) transition(ctx context.Context, id string, ev Event) (messages.
 			if c, rev, err = r.store.Call(ctx, id); err != nil {
 				return messages.Reply{}, err
 			}
+		}
+		if ev.Kind == Accept && c != nil && c.Room != "" {
+			if fromView {
+				c = nil // decide a room ring's accept on a fresh read
+				continue
+			}
+			reply, done, err := r.acceptRoom(ctx, c, rev, ev)
+			if done || err != nil {
+				return reply, err
+			}
+			continue
 		}
 		if ev.Kind == Leave && c.live() && c.State == Ringing && ev.User == c.Callee {
 			var err error
@@ -377,6 +412,9 @@ var errConflicts = errors.New("router: too many conflicting writes")
 // an ended call that are left behind are stale and taken over by the next
 // claim.
 func (r *Router) commit(ctx context.Context, c *Call, out Outcome, rev uint64) (reply messages.Reply, done bool, err error) {
+	if c != nil && c.Room != "" {
+		roomed(&out, c.Room)
+	}
 	if out.Next != nil {
 		err := r.store.Update(ctx, out.Next, rev)
 		if errors.Is(err, ErrConflict) {
@@ -395,6 +433,9 @@ func (r *Router) commit(ctx context.Context, c *Call, out Outcome, rev uint64) (
 	switch {
 	case out.Next != nil:
 		r.release(ctx, out.Next)
+		if out.Next.State == Ended && out.Next.Room != "" {
+			r.uninvite(ctx, out.Next) // a room ring that ended unanswered
+		}
 	case out.Repeat:
 		r.release(ctx, c)
 	}
@@ -433,27 +474,40 @@ func (r *Router) release(ctx context.Context, c *Call) {
 }
 
 // leave ends what conn's departure ends. A user is party to at most one
-// live call, the one holding its busy lock.
+// live call or room, the one holding its busy lock, and with
+// rooms.exclusive off in at most one room besides, the one holding its seat
+// lock.
 func (r *Router) leave(ctx context.Context, user, conn string, bye bool) error {
 	id, err := r.store.BusyCall(ctx, user)
-	if err != nil || id == "" {
+	switch {
+	case err != nil:
+		return err
+	case isRoomKey(id):
+		err = r.leaveRoom(ctx, id, user, conn, bye)
+	case id != "":
+		_, err = r.transition(ctx, id, Event{Kind: Leave, User: user, Conn: conn, Bye: bye})
+	}
+	if err != nil || r.cfg.Rooms.Exclusive {
 		return err
 	}
-	_, err = r.transition(ctx, id, Event{Kind: Leave, User: user, Conn: conn, Bye: bye})
-	return err
+	seat, err := r.store.Holder(ctx, messages.SeatKey(user))
+	if err != nil || seat == "" {
+		return err
+	}
+	return r.leaveRoom(ctx, seat, user, conn, bye)
 }
 
 // attach rings a newly connected device if a call to its user is ringing.
 func (r *Router) attach(ctx context.Context, req *messages.Request) (messages.Reply, error) {
 	id, err := r.store.BusyCall(ctx, req.User)
-	if err != nil || id == "" {
+	if err != nil || id == "" || isRoomKey(id) {
 		return messages.Reply{}, err
 	}
 	c, _, err := r.store.Call(ctx, id)
 	if err != nil || c == nil || c.State != Ringing || c.Callee != req.User {
 		return messages.Reply{}, err
 	}
-	return messages.Reply{Then: []*messages.Envelope{{Type: messages.TypeIncoming, Call: c.ID, From: c.Caller, Data: c.Data}}}, nil
+	return messages.Reply{Then: []*messages.Envelope{{Type: messages.TypeIncoming, Call: c.ID, Room: c.Room, From: c.Caller, Data: c.Data}}}, nil
 }
 
 // expire ends call id with no_answer if it still rings past its deadline.

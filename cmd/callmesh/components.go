@@ -116,6 +116,7 @@ func (c *Config) routerConfig(log *slog.Logger, metrics prometheus.Registerer) r
 		Resync:         c.Presence.Resync,
 		Workers:        c.Router.Workers,
 		Replicas:       c.NATS.Replicas,
+		Rooms:          router.RoomsConfig{MaxMembers: c.Rooms.MaxMembers, EmptyTimeout: c.Rooms.EmptyTimeout, Exclusive: c.Rooms.Exclusive},
 		Logger:         log,
 		Metrics:        metrics,
 	}

@@ -35,6 +35,11 @@ type Config struct {
 	Call struct {
 		RingTimeout, ResumeGrace, EndedRetention time.Duration
 	}
+	Rooms struct {
+		MaxMembers   int
+		EmptyTimeout time.Duration
+		Exclusive    bool
+	}
 	Presence struct {
 		Heartbeat, TTL, Resync time.Duration
 	}
@@ -150,6 +155,9 @@ var settings = []setting{
 
 	{"gateway.name", "", "the gateway's name in the NATS permissions: it alone may read <nats.prefix>.gw.<name>.> (deploy/nats-auth.conf); empty: nats.user, or gateway", func(c *Config) any { return &c.Gateway.Name }},
 
+	{"rooms.max_members", "8", "most members of one room (2 to 64; a full mesh works up to about 6–8); stored in a room when it is created", func(c *Config) any { return &c.Rooms.MaxMembers }},
+	{"rooms.empty_timeout", "30s", "an empty room keeps its settings (locked, invite-only) this long, then ends", func(c *Config) any { return &c.Rooms.EmptyTimeout }},
+	{"rooms.exclusive", "true", "a user in a room is busy for 1:1 calls and the reverse; false: rooms and 1:1 calls ignore each other", func(c *Config) any { return &c.Rooms.Exclusive }},
 	{"router.timeout", "5s", "a gateway's whole budget for one router request, retries included", func(c *Config) any { return &c.Router.Timeout }},
 	{"router.attempt", "1s", "a gateway's budget for one try of a router request", func(c *Config) any { return &c.Router.Attempt }},
 	{"router.workers", "64", "requests one router handles at once", func(c *Config) any { return &c.Router.Workers }},
