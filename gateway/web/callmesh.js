@@ -1118,6 +1118,8 @@ class PeerLink {
     const pc = (this.pc = new RTCPeerConnection({ iceServers }));
     pc.onnegotiationneeded = async () => {
       if (!this.#offerer && !this.#negotiated) return; // the first offer is the other side's
+      // An offer under way (a repair's) covers it; back in "stable", the browser asks again if need be.
+      if (this.#makingOffer) return;
       try {
         this.#makingOffer = true;
         await pc.setLocalDescription();
@@ -1174,9 +1176,36 @@ class PeerLink {
     return run;
   }
 
-  /** Restarts ICE (after a resume with the media interrupted); renegotiates from either side. */
-  restartIce() {
-    if (this.pc.signalingState !== "closed") this.pc.restartIce();
+  /** Whether the pair is negotiated and its media connected. @type {boolean} */
+  get healthy() {
+    const pc = this.pc;
+    return pc.signalingState === "stable" && (pc.iceConnectionState === "connected" || pc.iceConnectionState === "completed");
+  }
+
+  /**
+   * Mends the pair after signals were lost (a gateway died with some, PROTOCOL.md §14.11):
+   * unless it is negotiated and connected, sends a new offer with an ICE restart, whichever
+   * side made the first, rolling back an offer that was never answered. Both sides may do it
+   * at once: perfect negotiation settles the collision.
+   */
+  repair() {
+    this.#inbox = this.#inbox
+      .then(async () => {
+        const pc = this.pc;
+        if (pc.signalingState === "closed" || this.healthy) return;
+        this.#offerer = true;
+        this.#makingOffer = true; // from here: a rollback makes the browser ask for an offer too
+        try {
+          if (pc.signalingState === "have-local-offer") await pc.setLocalDescription({ type: "rollback" });
+          if (pc.signalingState !== "stable") return;
+          pc.restartIce();
+          await pc.setLocalDescription();
+          this.send({ description: pc.localDescription });
+        } finally {
+          this.#makingOffer = false;
+        }
+      })
+      .catch((err) => console.warn(`callmesh: repair of ${this.#label}`, err));
   }
 
   close() {
@@ -1575,8 +1604,10 @@ export class Room extends EventTarget {
   /**
    * The session resumed (PROTOCOL.md §14.11): info is the room as the server keeps it now, or
    * undefined if this session is no longer in it. Members who joined meanwhile are added (their
-   * offers follow); peer connections whose media was interrupted restart ICE. Members no longer
-   * listed leave with the reason of the held `member_left` that follows, or as disconnected.
+   * offers follow). What was held for the session arrives next; a moment later, members no
+   * longer listed whose `member_left` did not come leave as disconnected, and each pair that is
+   * not negotiated and connected by then is mended with a new offer and an ICE restart (a
+   * gateway that died may have taken signals with it: room signal is not replayed).
    * @param {{room: string, members: {user: string, conn: string}[]}|undefined} info
    */
   [RESUME](info) {
@@ -1591,22 +1622,16 @@ export class Room extends EventTarget {
     const mine = list.findIndex((m) => m.conn === me);
     const listed = new Set(list.map((m) => m.conn));
     const stale = [...this.#members.keys()].filter((conn) => !listed.has(conn));
-    clearTimeout(this.#resync);
-    if (stale.length) {
-      this.#resync = setTimeout(() => {
-        for (const conn of stale) this.#removeMember(conn, "disconnected");
-      }, RESYNC_MS);
-    }
     list.forEach((m, i) => {
-      if (m.conn === me) return;
-      const member = this.#members.get(m.conn);
-      if (member) {
-        const ice = member[LINK].pc.iceConnectionState;
-        if (ice === "disconnected" || ice === "failed") member[LINK].restartIce();
-      } else if (!this.#gone.has(m.conn)) {
+      if (m.conn !== me && !this.#members.has(m.conn) && !this.#gone.has(m.conn)) {
         this.#emit("member_joined", this.#addMember(m.user, m.conn, mine < 0 || i > mine, null));
       }
     });
+    clearTimeout(this.#resync);
+    this.#resync = setTimeout(() => {
+      for (const conn of stale) this.#removeMember(conn, "disconnected");
+      for (const member of this.#members.values()) member[LINK].repair();
+    }, RESYNC_MS);
   }
 
   /**

@@ -650,17 +650,15 @@ function randomName() {
 function adoptRoom(room) {
   demo.room = room;
   el.roomName.value = room.id;
-  const seen = new Set(); // members whose video has been seen: "camera off" rather than "connecting"
   const renderMember = (/** @type {import("/callmesh.js").RoomMember} */ m) => {
     if (demo.room !== room || !room.member(m.conn)) return;
     const stream = m.stream;
-    const live = !!stream?.getVideoTracks().some((t) => t.readyState === "live" && !t.muted);
-    if (live) seen.add(m.conn);
+    const video = !!stream?.getVideoTracks().some((t) => t.readyState === "live");
     grid.show(m.conn, {
       name: m.user,
       stream,
-      video: live && !m.mute.video,
-      overlay: m.mute.video ? "Camera off" : seen.has(m.conn) ? "No video" : "Connecting…",
+      video: video && !m.mute.video,
+      overlay: m.mute.video ? "Camera off" : video ? "Connecting…" : "No video yet",
       micOff: m.mute.audio,
     });
   };
@@ -698,6 +696,8 @@ function adoptRoom(room) {
   room.addEventListener("left", (e) => onLeft(room, /** @type {CustomEvent} */ (e).detail));
   startTimer();
   if (room.state === "left") return onLeft(room, { reason: room.reason ?? "left", local: false });
+  // Without a camera (or with it off, for a call that moved in), say so: the others show "Camera off".
+  if (!sentVideo() || media.micOff) room.setMute({ audio: media.micOff, video: !sentVideo() });
   sync();
 }
 

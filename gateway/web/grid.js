@@ -16,8 +16,8 @@ const ASPECT = 4 / 3;
  * @typedef {object} TileState
  * @property {string} name the caption
  * @property {MediaStream|null} stream what it plays
- * @property {boolean} video the stream has live video to show (else the overlay)
- * @property {string} overlay the overlay's text when there is no video
+ * @property {boolean} video the stream has video to show: it is shown once frames arrive
+ * @property {string} overlay the overlay's text while no video is shown
  * @property {boolean} micOff the member announced its microphone muted
  * @property {boolean} [mirror] show the video mirrored (your own camera)
  * @property {boolean} [screen] the video is a shared screen: shown whole
@@ -66,7 +66,8 @@ export class Grid {
       video.srcObject = state.stream;
       if (state.stream) this.#play(video, key === "self");
     }
-    tile.dataset.video = state.video ? (state.screen ? "screen" : "camera") : "none";
+    tile.dataset.want = state.video ? (state.screen ? "screen" : "camera") : "none";
+    this.#paint(tile);
     tile.dataset.mic = state.micOff ? "off" : "on";
     tile.classList.toggle("mirror", !!state.mirror);
     /** @type {HTMLElement} */ (tile.querySelector(".tile-name")).textContent = state.name;
@@ -99,8 +100,19 @@ export class Grid {
     tile.innerHTML = `<video autoplay playsinline></video>
       <div class="overlay"><span class="tile-avatar" aria-hidden="true"></span><span class="tile-text"></span></div>
       <figcaption><span class="tile-name"></span><span class="mic-off" title="Microphone muted">${MIC_OFF}<span>muted</span></span></figcaption>`;
-    /** @type {HTMLVideoElement} */ (tile.querySelector("video")).muted = key === "self";
+    const video = /** @type {HTMLVideoElement} */ (tile.querySelector("video"));
+    video.muted = key === "self";
+    // A remote track's "muted" flag is not to be trusted (Chrome may leave it set while frames
+    // flow, after a renegotiation): the video shows once the element has a picture.
+    for (const ev of ["loadeddata", "resize", "emptied"]) video.addEventListener(ev, () => this.#paint(tile));
     return tile;
+  }
+
+  /** Shows the tile's video if it is wanted and has a picture, else the overlay. @param {HTMLElement} tile */
+  #paint(tile) {
+    const video = /** @type {HTMLVideoElement} */ (tile.querySelector("video"));
+    const want = tile.dataset.want ?? "none";
+    tile.dataset.video = want !== "none" && video.videoWidth > 0 ? want : "none";
   }
 
   /** @param {HTMLVideoElement} video @param {boolean} self */
