@@ -111,7 +111,8 @@ const MUTE = Symbol("mute");
  * @property {number} ring_timeout_ms how long an unanswered call rings
  * @property {RTCIceServer[]} ice_servers for `new RTCPeerConnection({iceServers})`
  * @property {boolean} resumed whether this connection restored the previous session
- * @property {{call: string, state: string, role: string, peer: string}[]} calls live calls after a resume
+ * @property {{call: string, state: string, role: string, peer: string, room?: string}[]} calls live calls
+ *   after a resume (a ring into a room has its `room`)
  * @property {{room: string, members: {user: string, conn: string}[]}[]} [rooms] the rooms this
  *   session is in, after a resume (PROTOCOL.md §14.4)
  */
@@ -665,8 +666,11 @@ export class CallMesh extends EventTarget {
     for (const call of this.#calls.values()) {
       if (!live.has(call.id)) call[END]("disconnected", true);
     }
+    // Your rings into a room you are still in go on (the server lists the room, not the ring).
+    const rooms = new Map((data.resumed ? data.rooms ?? [] : []).map((r) => [r.room, r]));
     for (const ring of this.#rings.values()) {
-      if (!live.has(ring.id)) ring[END]("disconnected", true);
+      const kept = live.has(ring.id) || (ring.direction === "outgoing" && rooms.has(ring.room));
+      if (!kept) ring[END]("disconnected", true);
     }
     const outbox = data.resumed ? this.#outbox : [];
     this.#outbox = [];
@@ -676,7 +680,6 @@ export class CallMesh extends EventTarget {
     this.#setState("open");
     for (const env of outbox) this.#send(env);
     // The rooms the server kept for this session (PROTOCOL.md §14.11); a fresh session has none.
-    const rooms = new Map((data.resumed ? data.rooms ?? [] : []).map((r) => [r.room, r]));
     for (const room of this.#rooms.values()) room[RESUME](rooms.get(room.id));
     for (const id of rooms.keys()) {
       // A room this client gave up on while the connection was down (a join that seemed to fail).

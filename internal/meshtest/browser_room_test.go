@@ -22,6 +22,8 @@ import (
 //     both others (framesDecoded > 0 on the peer connection to each).
 //   - dave joins late (on alice's gateway): he sees all three and decodes
 //     video from each, and each of them sees and decodes him.
+//   - bob mutes his microphone, carol turns her camera off: the others see
+//     it on their tiles, and then that they turned them on again.
 //   - carol closes her tab: the others get member_left, see a notice that she
 //     left, and drop her tile; they keep each other.
 //   - alice leaves with the Leave button: bob and dave drop her tile.
@@ -77,9 +79,24 @@ func TestBrowserRoom(t *testing.T) {
 		}
 	}
 
+	// carol turns her camera off: everyone sees "Camera off" on her tile
+	// instead of her video; then on again.
 	var carolConn string
 	if err := json.Unmarshal(carol.waitFor(t, "carol's conn", `demo.mesh.conn`), &carolConn); err != nil {
 		t.Fatalf("carol: demo.mesh.conn: %v", err)
+	}
+	for _, off := range []bool{true, false} {
+		carol.click(t, "camera")
+		carol.waitFor(t, fmt.Sprintf("#camera pressed: %v", off), fmt.Sprintf(
+			`document.getElementById("camera").getAttribute("aria-pressed") === "%v"`, off))
+		for _, p := range []*page{alice, bob, dave} {
+			want := `tile.dataset.video === "camera"`
+			if off {
+				want = `tile.dataset.video === "none" && tile.querySelector(".tile-text").textContent === "Camera off"`
+			}
+			p.waitFor(t, fmt.Sprintf("carol's tile to show her camera off: %v", off), fmt.Sprintf(
+				`(tile => !!tile && %s)(document.querySelector("#grid .tile[data-conn='%s']"))`, want, carolConn))
+		}
 	}
 	carol.closeTab(t)
 	rest := []*page{alice, bob, dave}
