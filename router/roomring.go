@@ -119,31 +119,41 @@ func (r *Router) acceptRoom(ctx context.Context, c *Call, rev uint64, ev Event) 
 // locks it holds. A ring that did not end by joining gives up its
 // invitation too.
 func (r *Router) endRing(ctx context.Context, id, reason string) error {
+	next, err := r.endLive(ctx, id, reason, "")
+	if next != nil {
+		r.release(ctx, next)
+		if reason != reasonJoined {
+			r.uninvite(ctx, next)
+		}
+	}
+	return err
+}
+
+// endLive ends call id with reason (naming room, if set) if it is still
+// live, with compare-and-set, and returns the ended record; nil if it had
+// ended already.
+func (r *Router) endLive(ctx context.Context, id, reason, room string) (*Call, error) {
 	for range casAttempts {
 		c, rev, err := r.store.Call(ctx, id)
-		if err != nil {
-			return err
-		}
-		if !c.live() {
-			return nil
+		if err != nil || !c.live() {
+			return nil, err
 		}
 		next := end(c, reason)
+		if room != "" {
+			next.Room = room
+		}
 		err = r.store.Update(ctx, next, rev)
 		if err == ErrConflict {
 			r.metrics.retries.Inc()
 			continue
 		}
 		if err != nil {
-			return err
+			return nil, err
 		}
 		r.countEnded(next)
-		r.release(ctx, next)
-		if reason != reasonJoined {
-			r.uninvite(ctx, next)
-		}
-		return nil
+		return next, nil
 	}
-	return errConflicts
+	return nil, errConflicts
 }
 
 // uninvite drops the invitation of room ring c, which ended unanswered.
@@ -201,32 +211,15 @@ func (r *Router) moveCall(ctx context.Context, req *messages.Request) (messages.
 // endMoved ends call id with moved, telling both connections which room it
 // moved into.
 func (r *Router) endMoved(ctx context.Context, id, room string) error {
-	for range casAttempts {
-		c, rev, err := r.store.Call(ctx, id)
-		if err != nil {
-			return err
-		}
-		if !c.live() {
-			return nil
-		}
-		next := end(c, messages.ReasonMoved)
-		next.Room = room
-		err = r.store.Update(ctx, next, rev)
-		if err == ErrConflict {
-			r.metrics.retries.Inc()
-			continue
-		}
-		if err != nil {
-			return err
-		}
-		r.countEnded(next)
-		moved := []Effect{toCaller(next, messages.ReasonMoved), toCallee(next, messages.ReasonMoved)}
-		for i := range moved {
-			moved[i].Delivery.Env.Room = room
-		}
-		r.deliver.send(ctx, moved)
-		r.release(ctx, next) // with rooms.exclusive off, the call's locks
-		return nil
+	next, err := r.endLive(ctx, id, messages.ReasonMoved, room)
+	if next == nil {
+		return err
 	}
-	return errConflicts
+	moved := []Effect{toCaller(next, messages.ReasonMoved), toCallee(next, messages.ReasonMoved)}
+	for i := range moved {
+		moved[i].Delivery.Env.Room = room
+	}
+	r.deliver.send(ctx, moved)
+	r.release(ctx, next) // with rooms.exclusive off, the call's locks
+	return nil
 }

@@ -256,6 +256,16 @@ func TestNATSPermissionsMesh(t *testing.T) {
 	bob.ExpectEnded(call, messages.ReasonHangup)
 	m.Barrier(alice)
 
+	// Rooms: the routers write room records and hold busy locks for them.
+	carol, dave := m.DialGrants(0, "carol", Everywhere), m.DialGrants(1, "dave", Everywhere)
+	carol.Join("standup")
+	dave.Join("standup")
+	carol.ExpectMemberJoined("standup", dave)
+	dave.RoomSignal("standup", carol, 1)
+	carol.ExpectRoomSignal("standup", dave, 1)
+	dave.RoomDo(messages.TypeLeave, "standup", "")
+	carol.ExpectMemberLeft("standup", dave, messages.LeftLeft)
+
 	// A router evicts the connections of a crashed gateway: it writes
 	// presence and ends the call.
 	call = Establish(alice, bob)
