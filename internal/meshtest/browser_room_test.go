@@ -33,11 +33,7 @@ import (
 // is a 390×844 phone, the others a 1280×800 laptop.
 func TestBrowserRoom(t *testing.T) {
 	chromium := findChromium(t)
-	m := Start(t, Options{Gateways: 3, ResumeGrace: 5 * time.Second, Gateway: func(c *gateway.Config) {
-		c.Demo = true
-		c.DevTokens = &gateway.MintConfig{Alg: "HS256", Secret: Secret}
-		c.ICEServers = nil // no network here: host candidates only
-	}})
+	m := Start(t, Options{Gateways: 3, ResumeGrace: 5 * time.Second, Gateway: demoGateway()})
 	s := startBrowser(t, chromium)
 	t.Cleanup(func() { s.dumpIfFailed(t) })
 
@@ -64,38 +60,26 @@ func TestBrowserRoom(t *testing.T) {
 
 	// bob mutes his microphone: everyone sees it on his tile, and then that
 	// he unmuted.
-	var bobConn string
-	if err := json.Unmarshal(bob.waitFor(t, "bob's conn", `demo.mesh.conn`), &bobConn); err != nil {
-		t.Fatalf("bob: demo.mesh.conn: %v", err)
-	}
+	bobConn := bob.conn(t)
 	for _, muted := range []bool{true, false} {
-		bob.click(t, "mute")
-		bob.waitFor(t, fmt.Sprintf("#mute pressed: %v", muted), fmt.Sprintf(
-			`document.getElementById("mute").getAttribute("aria-pressed") === "%v"`, muted))
+		bob.toggle(t, "mute", muted)
 		for _, p := range []*page{alice, carol, dave} {
-			p.waitFor(t, fmt.Sprintf("bob's tile to show him muted: %v", muted), fmt.Sprintf(
-				`(tile => !!tile && (getComputedStyle(tile.querySelector(".mic-off")).display !== "none") === %v)(
-					document.querySelector("#grid .tile[data-conn='%s']"))`, muted, bobConn))
+			p.waitForTile(t, fmt.Sprintf("bob's tile to show him muted: %v", muted), bobConn,
+				fmt.Sprintf(`(getComputedStyle(tile.querySelector(".mic-off")).display !== "none") === %v`, muted))
 		}
 	}
 
 	// carol turns her camera off: everyone sees "Camera off" on her tile
 	// instead of her video; then on again.
-	var carolConn string
-	if err := json.Unmarshal(carol.waitFor(t, "carol's conn", `demo.mesh.conn`), &carolConn); err != nil {
-		t.Fatalf("carol: demo.mesh.conn: %v", err)
-	}
+	carolConn := carol.conn(t)
 	for _, off := range []bool{true, false} {
-		carol.click(t, "camera")
-		carol.waitFor(t, fmt.Sprintf("#camera pressed: %v", off), fmt.Sprintf(
-			`document.getElementById("camera").getAttribute("aria-pressed") === "%v"`, off))
+		carol.toggle(t, "camera", off)
+		want := `tile.dataset.video === "camera"`
+		if off {
+			want = `tile.dataset.video === "none" && tile.querySelector(".tile-text").textContent === "Camera off"`
+		}
 		for _, p := range []*page{alice, bob, dave} {
-			want := `tile.dataset.video === "camera"`
-			if off {
-				want = `tile.dataset.video === "none" && tile.querySelector(".tile-text").textContent === "Camera off"`
-			}
-			p.waitFor(t, fmt.Sprintf("carol's tile to show her camera off: %v", off), fmt.Sprintf(
-				`(tile => !!tile && %s)(document.querySelector("#grid .tile[data-conn='%s']"))`, want, carolConn))
+			p.waitForTile(t, fmt.Sprintf("carol's tile to show her camera off: %v", off), carolConn, want)
 		}
 	}
 	carol.closeTab(t)
@@ -105,10 +89,7 @@ func TestBrowserRoom(t *testing.T) {
 		p.waitForRoom(t, "carol closed her tab", rest)
 	}
 
-	var aliceConn string
-	if err := json.Unmarshal(alice.waitFor(t, "alice's conn", `demo.mesh.conn`), &aliceConn); err != nil {
-		t.Fatalf("alice: demo.mesh.conn: %v", err)
-	}
+	aliceConn := alice.conn(t)
 	alice.click(t, "leave")
 	alice.waitFor(t, `body state "idle" and #message[data-reason] = "left"`,
 		`document.body.dataset.state === "idle" && document.getElementById("message").dataset.reason === "left"`)
@@ -211,29 +192,38 @@ func (p *page) checkRoomLayout(t *testing.T, when string) {
 }
 
 // roomLayoutJS is checkRoomLayout's condition; it throws the problems it finds.
-const roomLayoutJS = `(() => {
-	const problems = [];
-	const vw = innerWidth, vh = innerHeight;
-	const where = r => "[" + [r.left, r.top, r.right, r.bottom].map(Math.round) + "]";
-	const inView = (what, r) => {
-		if (r.width <= 0 || r.height <= 0) problems.push(what + " has no size");
-		else if (r.left < 0 || r.top < 0 || r.right > vw + 0.5 || r.bottom > vh + 0.5)
-			problems.push(what + " at " + where(r) + " is not inside the " + vw + "×" + vh + " window");
-	};
-	for (const id of ["mute", "camera", "screen", "leave"]) {
-		const el = document.getElementById(id);
-		if (!el) { problems.push("no #" + id); continue; }
-		const r = el.getBoundingClientRect();
-		inView("#" + id, r);
-		const hit = document.elementFromPoint(r.left + r.width / 2, r.top + r.height / 2);
-		if (hit !== el && !el.contains(hit))
-			problems.push("#" + id + " is covered at its centre by " + (hit ? hit.outerHTML.slice(0, 80) : "nothing"));
-	}
+const roomLayoutJS = `(() => {` + viewChecksJS + `
+	for (const id of ["mute", "camera", "screen", "leave"]) clickable(id);
 	for (const tile of document.querySelectorAll("#grid .tile"))
 		inView("the tile of " + tile.querySelector(".tile-name").textContent, tile.getBoundingClientRect());
 	if (problems.length) throw new Error(problems.join("; "));
 	return true;
 })()`
+
+// conn returns the id of the page's connection.
+func (p *page) conn(t *testing.T) string {
+	t.Helper()
+	var conn string
+	if err := json.Unmarshal(p.waitFor(t, "the connection's id", `demo.mesh.conn`), &conn); err != nil {
+		t.Fatalf("%s: demo.mesh.conn: %v", p.name, err)
+	}
+	return conn
+}
+
+// toggle clicks toggle button #id and waits until it is pressed or not.
+func (p *page) toggle(t *testing.T, id string, pressed bool) {
+	t.Helper()
+	p.click(t, id)
+	p.waitFor(t, fmt.Sprintf("#%s pressed: %v", id, pressed), fmt.Sprintf(
+		`document.getElementById(%q).getAttribute("aria-pressed") === "%v"`, id, pressed))
+}
+
+// waitForTile waits until the tile of member connection conn is there and
+// cond, JavaScript about it (named tile), holds.
+func (p *page) waitForTile(t *testing.T, what, conn, cond string) {
+	t.Helper()
+	p.waitFor(t, what, fmt.Sprintf(`(tile => !!tile && %s)(document.querySelector("#grid .tile[data-conn='%s']"))`, cond, conn))
+}
 
 // closeTab closes the page's tab, as its user would.
 func (p *page) closeTab(t *testing.T) {
@@ -263,11 +253,7 @@ func (p *page) closeTab(t *testing.T) {
 //   - bob invites dave, who declines: bob sees that dave declined.
 func TestBrowserRoomFromCall(t *testing.T) {
 	chromium := findChromium(t)
-	m := Start(t, Options{Gateways: 3, ResumeGrace: 5 * time.Second, Gateway: func(c *gateway.Config) {
-		c.Demo = true
-		c.DevTokens = &gateway.MintConfig{Alg: "HS256", Secret: Secret}
-		c.ICEServers = nil
-	}})
+	m := Start(t, Options{Gateways: 3, ResumeGrace: 5 * time.Second, Gateway: demoGateway()})
 	s := startBrowser(t, chromium)
 	t.Cleanup(func() { s.dumpIfFailed(t) })
 
@@ -315,12 +301,9 @@ func TestBrowserRoomFromCall(t *testing.T) {
 // members and the same peer connections, and video keeps flowing to all.
 func TestBrowserRoomDrain(t *testing.T) {
 	chromium := findChromium(t)
-	m := Start(t, Options{ResumeGrace: 5 * time.Second, Gateway: func(c *gateway.Config) {
-		c.Demo = true
-		c.DevTokens = &gateway.MintConfig{Alg: "HS256", Secret: Secret}
-		c.ICEServers = nil
+	m := Start(t, Options{ResumeGrace: 5 * time.Second, Gateway: demoGateway(func(c *gateway.Config) {
 		c.DrainTimeout = 3 * time.Second
-	}})
+	})})
 	s := startBrowser(t, chromium)
 	t.Cleanup(func() { s.dumpIfFailed(t) })
 
@@ -338,18 +321,10 @@ func TestBrowserRoomDrain(t *testing.T) {
 		frames[p] = p.waitForRoom(t, "before the drain", all)
 		p.waitFor(t, "the peer connections kept aside", `(window.roomPCs = demo.room.members.map(m => m.pc), true)`)
 	}
-	var conns [2]string
-	for i, p := range []*page{erin, frank} {
-		_ = json.Unmarshal(p.waitFor(t, "the session's conn", `demo.mesh.welcome.conn`), &conns[i])
-	}
+	conns := [2]string{erin.conn(t), frank.conn(t)}
 
 	lb.drain(0)
-	stopped := make(chan error, 1)
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), browserWait)
-		defer cancel()
-		stopped <- m.Gateways[0].Server.Shutdown(ctx)
-	}()
+	stopped := shutdownInBackground(m.Gateways[0])
 	for i, p := range []*page{erin, frank} {
 		p.waitFor(t, "the session resumed on another gateway, still in the room", fmt.Sprintf(
 			`demo.mesh.state === "open" && demo.mesh.welcome.resumed && demo.mesh.welcome.conn === %q &&
@@ -388,11 +363,7 @@ const roomFramesAboveJS = `(async before => {
 // again over the same peer connection, and both decode each other's video.
 func TestBrowserRoomLostSignal(t *testing.T) {
 	chromium := findChromium(t)
-	m := Start(t, Options{ResumeGrace: 5 * time.Second, Gateway: func(c *gateway.Config) {
-		c.Demo = true
-		c.DevTokens = &gateway.MintConfig{Alg: "HS256", Secret: Secret}
-		c.ICEServers = nil
-	}})
+	m := Start(t, Options{ResumeGrace: 5 * time.Second, Gateway: demoGateway()})
 	s := startBrowser(t, chromium)
 	t.Cleanup(func() { s.dumpIfFailed(t) })
 
@@ -428,10 +399,7 @@ func TestBrowserRoomLostSignal(t *testing.T) {
 		demo.room.members[0].pc.signalingState === "have-local-offer" && (window.pcBefore = demo.room.members[0].pc, true)`)
 	hana.waitFor(t, "ivan a member, with nothing from him", `!!demo.room && demo.room.members.length === 1 &&
 		demo.room.members[0].user === "ivan" && !demo.room.members[0].pc.remoteDescription`)
-	var conn string
-	if err := json.Unmarshal(ivan.waitFor(t, "ivan's conn", `demo.mesh.conn`), &conn); err != nil {
-		t.Fatalf("ivan: demo.mesh.conn: %v", err)
-	}
+	conn := ivan.conn(t)
 
 	ivan.waitFor(t, "ivan's room signals to flow again", `(window.dropRoomSignals = false, true)`)
 	lb.drain(0)
