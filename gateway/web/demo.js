@@ -361,7 +361,7 @@ el.camera.addEventListener("click", () => switchMedia(async () => {
     media.camera = null;
     media.cameraOff = true;
   } else {
-    const s = await navigator.mediaDevices.getUserMedia({ video: true });
+    const s = await navigator.mediaDevices.getUserMedia({ video: demo.room ? ROOM_VIDEO : true });
     media.camera = s.getVideoTracks()[0];
     media.cameraOff = false;
   }
