@@ -110,6 +110,8 @@ const MUTE = Symbol("mute");
  * @property {number} resume_grace_ms how long a dropped session is held
  * @property {number} ring_timeout_ms how long an unanswered call rings
  * @property {RTCIceServer[]} ice_servers for `new RTCPeerConnection({iceServers})`
+ * @property {"all"|"relay"} ice_transport_policy for `new RTCPeerConnection({iceTransportPolicy})`:
+ *   "relay" when the deployment sends every call through TURN
  * @property {boolean} resumed whether this connection restored the previous session
  * @property {{call: string, state: string, role: string, peer: string, room?: string}[]} calls live calls
  *   after a resume (a ring into a room has its `room`)
@@ -270,6 +272,14 @@ export class CallMesh extends EventTarget {
 
   /** ICE servers from the latest `welcome`, for RTCPeerConnection. @type {RTCIceServer[]} */
   get iceServers() { return this.#welcome?.ice_servers ?? []; }
+
+  /**
+   * The RTCPeerConnection configuration the latest `welcome` calls for: its ICE servers and
+   * ICE transport policy. @type {RTCConfiguration}
+   */
+  get rtcConfiguration() {
+    return { iceServers: this.iceServers, iceTransportPolicy: this.#welcome?.ice_transport_policy ?? "all" };
+  }
 
   /** The latest `welcome.data`. @type {Welcome|null} */
   get welcome() { return this.#welcome; }
@@ -1006,7 +1016,7 @@ export class Call extends EventTarget {
   #createLink() {
     // The caller makes the first offer (PROTOCOL.md §11); the callee is polite.
     this.#link = new PeerLink({
-      iceServers: this.#mesh.iceServers,
+      rtc: this.#mesh.rtcConfiguration,
       polite: this.polite,
       offerer: !this.polite,
       stream: this.#stream,
@@ -1103,7 +1113,7 @@ class PeerLink {
 
   /**
    * @param {object} init
-   * @param {RTCIceServer[]} init.iceServers
+   * @param {RTCConfiguration} init.rtc ICE servers and transport policy (CallMesh.rtcConfiguration)
    * @param {boolean} init.polite perfect negotiation's polite side: yields when offers collide
    * @param {boolean} init.offerer this side makes the first offer; the other waits for it
    * @param {MediaStream|null} init.stream the media to send
@@ -1111,14 +1121,14 @@ class PeerLink {
    * @param {(data: any) => void} init.send
    * @param {(ev: RTCTrackEvent, remote: MediaStream, added: boolean) => void} init.onTrack
    */
-  constructor({ iceServers, polite, offerer, stream, label, send, onTrack }) {
+  constructor({ rtc, polite, offerer, stream, label, send, onTrack }) {
     this.#polite = polite;
     this.#offerer = offerer;
     this.#stream = stream;
     this.#label = label;
     this.send = send;
     this.onTrack = onTrack;
-    const pc = (this.pc = new RTCPeerConnection({ iceServers }));
+    const pc = (this.pc = new RTCPeerConnection(rtc));
     pc.onnegotiationneeded = async () => {
       if (!this.#offerer && !this.#negotiated) return; // the first offer is the other side's
       // An offer under way (a repair's) covers it; back in "stable", the browser asks again if need be.
@@ -1575,7 +1585,7 @@ export class Room extends EventTarget {
   #addMember(user, conn, newer, link) {
     const member = new RoomMember(user, conn);
     const l = link ?? new PeerLink({
-      iceServers: this.#mesh.iceServers,
+      rtc: this.#mesh.rtcConfiguration,
       polite: !newer, // the newer member of a pair is polite and offers first
       offerer: !newer,
       stream: this.#stream,
