@@ -20,7 +20,7 @@ func (r *Router) resume(ctx context.Context, req *messages.Request) (messages.Re
 		return reply, err
 	}
 	if isRoomKey(id) {
-		reply.Rooms, err = r.resumeRoom(ctx, id, req)
+		reply.Rooms, reply.Calls, err = r.resumeRoom(ctx, id, req)
 		return reply, err
 	}
 	if id != "" {
@@ -39,7 +39,9 @@ func (r *Router) resume(ctx context.Context, req *messages.Request) (messages.Re
 	if err != nil || seat == "" {
 		return reply, err
 	}
-	reply.Rooms, err = r.resumeRoom(ctx, seat, req)
+	var rings []messages.ResumedCall
+	reply.Rooms, rings, err = r.resumeRoom(ctx, seat, req)
+	reply.Calls = append(reply.Calls, rings...)
 	return reply, err
 }
 

@@ -151,19 +151,35 @@ func roomIDOf(key string) (string, bool) {
 
 // resumeRoom lists the room whose key the user's lock holds, if the
 // resumed connection is a member, and points its deliveries at the new
-// gateway.
-func (r *Router) resumeRoom(ctx context.Context, key string, req *messages.Request) ([]messages.RoomInfo, error) {
+// gateway; and the rings into it this connection made that still ring (a
+// room ring holds no lock of its caller, so the lock does not name them).
+func (r *Router) resumeRoom(ctx context.Context, key string, req *messages.Request) ([]messages.RoomInfo, []messages.ResumedCall, error) {
 	id, ok := roomIDOf(key)
 	if !ok {
-		return nil, nil
+		return nil, nil, nil
 	}
 	ev := RoomEvent{Kind: RoomResume, User: req.User, Conn: req.Conn, Gateway: req.Gateway}
-	out, _, err := r.changeRoom(ctx, id, ev)
+	out, room, err := r.changeRoom(ctx, id, ev)
 	if err != nil || len(out.Reply.Then) == 0 {
-		return nil, err
+		return nil, nil, err
+	}
+	var rings []messages.ResumedCall
+	for _, inv := range room.Invited {
+		if inv.By != req.Conn {
+			continue
+		}
+		c, _, err := r.store.Call(ctx, inv.Call)
+		if err != nil {
+			return nil, nil, err
+		}
+		if c != nil && c.State == Ringing {
+			rings = append(rings, messages.ResumedCall{CallInfo: messages.CallInfo{
+				Call: inv.Call, State: string(Ringing), Role: "caller", Peer: inv.User, Room: id,
+			}})
+		}
 	}
 	joined := out.Reply.Then[0]
-	return []messages.RoomInfo{{Room: joined.Room, Members: joined.Members}}, nil
+	return []messages.RoomInfo{{Room: joined.Room, Members: joined.Members}}, rings, nil
 }
 
 // expireRoom ends room id if it has been empty for its empty timeout.

@@ -2,6 +2,7 @@ package turnserver
 
 import (
 	"bytes"
+	"log/slog"
 	"net"
 	"strings"
 	"testing"
@@ -40,6 +41,7 @@ func start(t *testing.T, adjust func(*Config)) (*Server, *prometheus.Registry) {
 	cfg.UDPAddr, cfg.TCPAddr = "127.0.0.1:0", "127.0.0.1:0"
 	cfg.PortMin, cfg.PortMax = 40000, 40999
 	cfg.Metrics = reg
+	cfg.Logger = slog.New(slog.DiscardHandler)
 	if adjust != nil {
 		adjust(&cfg)
 	}

@@ -48,6 +48,7 @@ func TestPionPeersThroughTURN(t *testing.T) {
 	cfg := turnserver.DefaultConfig()
 	cfg.Secret, cfg.RelayIP, cfg.UDPAddr, cfg.TCPAddr = secret, "127.0.0.1", "127.0.0.1:0", ""
 	cfg.AllowPeerCIDRs = []string{"127.0.0.0/8"} // the other peer's relay is on loopback too
+	cfg.Logger = quietLogger()
 	srv, err := turnserver.Start(cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -98,3 +98,32 @@ func TestRoomGatewayCrash(t *testing.T) {
 	ExpectMembers(dave, dave.Join(room), alice, dave)
 	alice.ExpectMemberJoined(room, dave)
 }
+
+// An inviter that resumes while its room ring rings finds the ring in
+// welcome.data.calls (with the room), and the ring goes on.
+func TestRoomResumeKeepsTheRing(t *testing.T) {
+	m := Start(t, Options{ResumeGrace: 3 * time.Second})
+	alice, carol := m.DialGrants(0, "alice", Everywhere), m.Dial(1, "carol")
+	alice.Join("r")
+	ring := inviteInto(t, alice, "r", "carol")
+	carol.Expect(messages.TypeIncoming)
+	dropped(t, m, 0, alice)
+	back := m.Resume(1, alice)
+	want := messages.CallInfo{Call: ring, State: "ringing", Role: "caller", Peer: "carol", Room: "r"}
+	if len(back.Welcome.Calls) != 1 || back.Welcome.Calls[0] != want {
+		t.Fatalf("welcome lists calls %+v, want %+v", back.Welcome.Calls, want)
+	}
+	carol.Do(messages.TypeAccept, ring)
+	carol.Expect(messages.TypeJoined)
+	var accepted, joined bool
+	for !accepted || !joined {
+		switch e := back.Next(); {
+		case e.Type == messages.TypeAccepted && e.Call == ring:
+			accepted = true
+		case e.Type == messages.TypeMemberJoined && e.Member.User == "carol":
+			joined = true
+		default:
+			t.Fatalf("after the resume: %s", describe(e))
+		}
+	}
+}
