@@ -68,6 +68,7 @@ type conn struct {
 	resumeHash string
 	calls      map[string]*callView     // this connection's live calls; nil until one
 	rooms      map[string]*roomView     // the rooms this connection is a member of; nil until one
+	joining    *joinWait                // the join in flight and the room's deliveries meanwhile; nil if none
 	grants     Grants                   // the room grants of the session's current token
 	ended      recentCalls              // calls recently ended here, to drop repeats
 	replays    map[string]chan struct{} // the calls whose signals are being replayed (replay.go)
@@ -270,6 +271,15 @@ func (c *conn) readLoop(ctx context.Context) error {
 func (c *conn) deliver(id string, env *messages.Envelope, frame []byte, bind *messages.Binding) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	return c.deliverLocked(id, env, frame, bind)
+}
+
+// deliverLocked is deliver with mu held. A delivery about the room of a
+// join in flight waits for the join's answer (joinWait).
+func (c *conn) deliverLocked(id string, env *messages.Envelope, frame []byte, bind *messages.Binding) bool {
+	if c.waitForJoin(id, env, frame, bind) {
+		return true
+	}
 	if c.out.holding {
 		return c.hold(heldFrame{outFrame: outFrame{id, frame}, env: env, bind: bind})
 	}

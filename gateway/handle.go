@@ -50,6 +50,16 @@ func (c *conn) handle(ctx context.Context, env *messages.Envelope) {
 			c.s.withdraw(c.user, c.id, call)
 		}
 	case messages.TypeAccept:
+		c.mu.Lock()
+		room := ""
+		if v := c.calls[env.Call]; v != nil {
+			room = v.room // a room ring: accepting joins the room
+		}
+		c.mu.Unlock()
+		if room != "" {
+			c.awaitJoin(room)
+			defer c.joinDone()
+		}
 		c.ask(ctx, env, &messages.Request{Op: messages.OpAccept, Call: env.Call}, func(reply messages.Reply) {
 			if reply.Room != "" { // a room ring answered: the device joined the room
 				c.mu.Lock()

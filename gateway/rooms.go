@@ -81,7 +81,7 @@ func (c *conn) applyRoom(env *messages.Envelope) bool {
 		if c.calls[env.Call] != nil || c.ended.has(env.Call) {
 			return false
 		}
-		c.setCall(env.Call, &callView{role: roleCallee, state: callRinging, peer: env.From})
+		c.setCall(env.Call, &callView{role: roleCallee, state: callRinging, peer: env.From, room: env.Room})
 	case messages.TypeRinging:
 		return !c.ended.has(env.Call)
 	}
@@ -126,6 +126,10 @@ func (c *conn) relayRoom(env *messages.Envelope) {
 func (c *conn) roomRequest(ctx context.Context, env *messages.Envelope) {
 	req := &messages.Request{Op: roomOps[env.Type], Room: env.Room, Target: env.Conn}
 	c.roomFacts(req, env)
+	if env.Type == messages.TypeJoin {
+		c.awaitJoin(env.Room)
+		defer c.joinDone()
+	}
 	c.ask(ctx, env, req, func(messages.Reply) {
 		if env.Type == messages.TypeLeave {
 			c.mu.Lock()
@@ -165,4 +169,54 @@ func (c *conn) roomFacts(req *messages.Request, env *messages.Envelope) {
 			req.InviteOnly = *opts.InviteOnly
 		}
 	}
+}
+
+// joinWait is a join in flight and the deliveries about its room that
+// arrived meanwhile. The answer to a join (ack, then joined: the members
+// so far) comes back on the router request; what changes after it
+// (member_joined, member_left, and the newer members' signals, offers
+// first) comes through the delivery subjects and the members' gateways,
+// and can arrive first: a member admitted right after this connection is
+// told to it as soon as its own join is written. Applied before joined,
+// such a delivery would be dropped (no room yet) or overwritten by the
+// older list, and the client would never learn of that member. So they
+// wait, in order, and follow the answer.
+type joinWait struct {
+	room   string
+	frames []heldFrame
+}
+
+// awaitJoin makes room's deliveries wait until joinDone. A connection has
+// one request in flight at a time (handle runs on its reader).
+func (c *conn) awaitJoin(room string) {
+	c.mu.Lock()
+	c.joining = &joinWait{room: room}
+	c.mu.Unlock()
+}
+
+// joinDone delivers, in order, what waited for the join's answer.
+func (c *conn) joinDone() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	w := c.joining
+	c.joining = nil
+	if w == nil {
+		return
+	}
+	for _, f := range w.frames {
+		c.deliverLocked(f.id, f.env, f.frame, f.bind)
+	}
+}
+
+// waitForJoin keeps a delivery (id set: not a router's reply) about the
+// room of the join in flight, and reports whether it did. Past the send
+// queue's size it keeps no more: those go on at once, as before. Guarded
+// by mu.
+func (c *conn) waitForJoin(id string, env *messages.Envelope, frame []byte, bind *messages.Binding) bool {
+	w := c.joining
+	if w == nil || id == "" || env.Room != w.room || len(w.frames) >= c.out.max {
+		return false
+	}
+	w.frames = append(w.frames, heldFrame{outFrame: outFrame{id, frame}, env: env, bind: bind})
+	return true
 }
