@@ -87,6 +87,7 @@ type AuthConfig struct {
 type Claims struct {
 	Subject string    // the user id (sub)
 	Expires time.Time // exp
+	Grants  Grants    // rooms and moderator
 }
 
 // Verifier checks tokens against one AuthConfig. It is safe for concurrent use.
@@ -212,8 +213,9 @@ func (v *Verifier) Verify(token string) (Claims, error) {
 	if len(token) > v.maxBytes {
 		return Claims{}, fmt.Errorf("%w: %d bytes, the limit is %d", ErrTokenTooLarge, len(token), v.maxBytes)
 	}
-	var rc jwt.RegisteredClaims
-	if _, err := v.parser.ParseWithClaims(token, &rc, v.keyFunc); err != nil {
+	var tc tokenClaims
+	rc := &tc.RegisteredClaims
+	if _, err := v.parser.ParseWithClaims(token, &tc, v.keyFunc); err != nil {
 		// Claims errors come only after the signature checked out, so rc can
 		// be trusted to tell a missing exp from the rest.
 		if errors.Is(err, jwt.ErrTokenInvalidClaims) {
@@ -229,7 +231,10 @@ func (v *Verifier) Verify(token string) (Claims, error) {
 	if err := messages.ValidUserID(rc.Subject); err != nil {
 		return Claims{}, fmt.Errorf("%w: sub: %w", ErrTokenInvalid, err)
 	}
-	return Claims{Subject: rc.Subject, Expires: rc.ExpiresAt.Time}, nil
+	if err := tc.Grants.validate(); err != nil {
+		return Claims{}, fmt.Errorf("%w: %w", ErrTokenInvalid, err)
+	}
+	return Claims{Subject: rc.Subject, Expires: rc.ExpiresAt.Time, Grants: tc.Grants}, nil
 }
 
 // TokenFromRequest returns the token of r: from "Authorization: Bearer <jwt>"

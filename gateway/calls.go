@@ -47,6 +47,7 @@ type callView struct {
 	state    callState
 	peer     string   // the other party's user id
 	peerConn string   // the other party's connection, once accepted
+	room     string   // the room a room ring rings into (callee side)
 	sent     sentRing // the signals relayed to the peer, for a replay
 	// sentSeq numbers the signals relayed (sentAt: the last). From the
 	// peer's socket recvSrc, every signal up to recvSeq has been seen, and

@@ -36,6 +36,10 @@ type Config struct {
 	ExpiryWarning time.Duration
 	// ICEServers are handed to clients in welcome.
 	ICEServers []ICEServerConfig
+	// ICETransportPolicy is RTCPeerConnection's iceTransportPolicy, handed
+	// to clients in welcome: "all" (the default), or "relay" to make every
+	// call go through TURN.
+	ICETransportPolicy string
 	// RingTimeout is advertised in welcome; the router enforces it.
 	RingTimeout time.Duration
 	// ResumeGrace is how long a dropped connection keeps its identity and
@@ -156,30 +160,31 @@ type ICEServerConfig struct {
 // an office behind one NAT, 200 at once and 20 a second.
 func DefaultConfig() Config {
 	return Config{
-		Prefix:          messages.DefaultPrefix,
-		Name:            "gateway",
-		Auth:            AuthConfig{Alg: "HS256", Leeway: 30 * time.Second},
-		ExpiryWarning:   time.Minute,
-		ICEServers:      []ICEServerConfig{{URLs: []string{"stun:stun.l.google.com:19302"}}},
-		RingTimeout:     30 * time.Second,
-		ResumeGrace:     10 * time.Second,
-		Heartbeat:       time.Second,
-		HeartbeatTTL:    3 * time.Second,
-		DrainTimeout:    10 * time.Second,
-		MaxMessageBytes: 64 << 10,
-		MaxDataBytes:    messages.DefaultMaxData,
-		SendQueue:       256,
-		MessageRate:     50,
-		MessageBurst:    200,
-		InviteRate:      1,
-		InviteBurst:     10,
-		MaxConnsPerUser: 10,
-		MaxConns:        100_000,
-		WriteTimeout:    5 * time.Second,
-		PingInterval:    25 * time.Second,
-		RouterTimeout:   5 * time.Second,
-		RouterAttempt:   time.Second,
-		DevTokenTTL:     time.Hour,
+		Prefix:             messages.DefaultPrefix,
+		Name:               "gateway",
+		Auth:               AuthConfig{Alg: "HS256", Leeway: 30 * time.Second},
+		ExpiryWarning:      time.Minute,
+		ICEServers:         []ICEServerConfig{{URLs: []string{"stun:stun.l.google.com:19302"}}},
+		ICETransportPolicy: "all",
+		RingTimeout:        30 * time.Second,
+		ResumeGrace:        10 * time.Second,
+		Heartbeat:          time.Second,
+		HeartbeatTTL:       3 * time.Second,
+		DrainTimeout:       10 * time.Second,
+		MaxMessageBytes:    64 << 10,
+		MaxDataBytes:       messages.DefaultMaxData,
+		SendQueue:          256,
+		MessageRate:        50,
+		MessageBurst:       200,
+		InviteRate:         1,
+		InviteBurst:        10,
+		MaxConnsPerUser:    10,
+		MaxConns:           100_000,
+		WriteTimeout:       5 * time.Second,
+		PingInterval:       25 * time.Second,
+		RouterTimeout:      5 * time.Second,
+		RouterAttempt:      time.Second,
+		DevTokenTTL:        time.Hour,
 
 		// Floods (limits.go): bytes per connection, connects per address and user.
 		ByteRate:         32 << 10,
@@ -246,6 +251,9 @@ func (c *Config) Validate() error {
 	}
 	if c.SendQueue < 8 {
 		errs = append(errs, errors.New("send queue must be at least 8"))
+	}
+	if c.ICETransportPolicy != "" && c.ICETransportPolicy != "all" && c.ICETransportPolicy != "relay" {
+		errs = append(errs, fmt.Errorf("ice transport policy %q must be all or relay", c.ICETransportPolicy))
 	}
 	for i, s := range c.ICEServers {
 		if len(s.URLs) == 0 {

@@ -67,6 +67,9 @@ type conn struct {
 	// session (the reader writes it before the socket is shared).
 	resumeHash string
 	calls      map[string]*callView     // this connection's live calls; nil until one
+	rooms      map[string]*roomView     // the rooms this connection is a member of; nil until one
+	joining    *joinWait                // the join in flight and the room's deliveries meanwhile; nil if none
+	grants     Grants                   // the room grants of the session's current token
 	ended      recentCalls              // calls recently ended here, to drop repeats
 	replays    map[string]chan struct{} // the calls whose signals are being replayed (replay.go)
 	expiry     *time.Timer              // closes the connection when its token expires (expiry.go)
@@ -83,6 +86,7 @@ func newConn(s *Server, ws *websocket.Conn, claims Claims, resume string) *conn 
 	c.bytes = rate.NewLimiter(rate.Limit(s.cfg.ByteRate), s.cfg.ByteBurst)
 	c.token, c.resumeHash = messages.NewResumeToken(c.id)
 	c.ctx, c.cancel = context.WithCancel(s.bg)
+	c.grants = claims.Grants
 	c.setExpiry(claims.Expires)
 	return c
 }
@@ -194,7 +198,7 @@ func (c *conn) start() []byte {
 	for _, env := range attach.Then {
 		c.deliver("", env, messages.Encode(env), nil)
 	}
-	return c.welcome(false, nil)
+	return c.welcome(false, nil, nil)
 }
 
 // presence is how presence records this socket holding the session.
@@ -202,14 +206,17 @@ func (c *conn) presence() presence.Conn {
 	return presence.Conn{Gateway: c.s.id, Resume: c.resumeHash, Holder: c.holder}
 }
 
-func (c *conn) welcome(resumed bool, calls []messages.CallInfo) []byte {
+func (c *conn) welcome(resumed bool, calls []messages.CallInfo, rooms []messages.RoomInfo) []byte {
 	if calls == nil {
 		calls = []messages.CallInfo{}
 	}
+	if rooms == nil {
+		rooms = []messages.RoomInfo{}
+	}
 	w := messages.Welcome{
-		User: c.user, Conn: c.id, Resume: c.token, Resumed: resumed, Calls: calls,
+		User: c.user, Conn: c.id, Resume: c.token, Resumed: resumed, Calls: calls, Rooms: rooms,
 		ResumeGraceMS: c.s.cfg.ResumeGrace.Milliseconds(), RingTimeoutMS: c.s.cfg.RingTimeout.Milliseconds(),
-		ICEServers: iceServers(c.s.cfg.ICEServers, c.user, time.Now()),
+		ICEServers: iceServers(c.s.cfg.ICEServers, c.user, time.Now()), ICETransportPolicy: c.s.cfg.icePolicy(),
 	}
 	return messages.Encode(&messages.Envelope{Type: messages.TypeWelcome, Data: mustJSON(w)})
 }
@@ -264,6 +271,15 @@ func (c *conn) readLoop(ctx context.Context) error {
 func (c *conn) deliver(id string, env *messages.Envelope, frame []byte, bind *messages.Binding) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	return c.deliverLocked(id, env, frame, bind)
+}
+
+// deliverLocked is deliver with mu held. A delivery about the room of a
+// join in flight waits for the join's answer (joinWait).
+func (c *conn) deliverLocked(id string, env *messages.Envelope, frame []byte, bind *messages.Binding) bool {
+	if c.waitForJoin(id, env, frame, bind) {
+		return true
+	}
 	if c.out.holding {
 		return c.hold(heldFrame{outFrame: outFrame{id, frame}, env: env, bind: bind})
 	}
@@ -280,6 +296,9 @@ func (c *conn) deliver(id string, env *messages.Envelope, frame []byte, bind *me
 // reply to this connection) and reports whether the client should see it.
 // Guarded by mu.
 func (c *conn) apply(id string, env *messages.Envelope, bind *messages.Binding) bool {
+	if env.Room != "" {
+		return c.applyRoom(env)
+	}
 	v := c.calls[env.Call]
 	switch env.Type {
 	case messages.TypeRinging:

@@ -16,9 +16,15 @@ func (c *conn) handle(ctx context.Context, env *messages.Envelope) {
 	case messages.TypePing:
 		c.send1(&messages.Envelope{Type: messages.TypePong, ID: env.ID})
 	case messages.TypeSignal:
+		if env.Room != "" {
+			c.relayRoom(env)
+			return
+		}
 		c.relay(env)
 	case messages.TypeRefresh:
 		c.refresh(env)
+	case messages.TypeJoin, messages.TypeLeave, messages.TypeKick, messages.TypeLock, messages.TypeUnlock:
+		c.roomRequest(ctx, env)
 	case messages.TypeInvite:
 		if env.To == c.user {
 			c.replyError(env.ID, messages.CodeBadRequest, "cannot invite yourself")
@@ -29,7 +35,11 @@ func (c *conn) handle(ctx context.Context, env *messages.Envelope) {
 			return
 		}
 		call := messages.NewID()
-		answered := c.ask(ctx, env, &messages.Request{Op: messages.OpInvite, Call: call, To: env.To, Data: env.Data}, func() {
+		req := &messages.Request{Op: messages.OpInvite, Call: call, To: env.To, Data: env.Data}
+		if env.Room != "" {
+			c.roomFacts(req, env)
+		}
+		answered := c.ask(ctx, env, req, func(messages.Reply) {
 			c.mu.Lock()
 			if c.calls[call] == nil { // a retried invite may reply after accepted arrived
 				c.setCall(call, &callView{role: roleCaller, state: callRinging, peer: env.To})
@@ -40,13 +50,29 @@ func (c *conn) handle(ctx context.Context, env *messages.Envelope) {
 			c.s.withdraw(c.user, c.id, call)
 		}
 	case messages.TypeAccept:
-		c.ask(ctx, env, &messages.Request{Op: messages.OpAccept, Call: env.Call}, nil)
+		c.mu.Lock()
+		room := ""
+		if v := c.calls[env.Call]; v != nil {
+			room = v.room // a room ring: accepting joins the room
+		}
+		c.mu.Unlock()
+		if room != "" {
+			c.awaitJoin(room)
+			defer c.joinDone()
+		}
+		c.ask(ctx, env, &messages.Request{Op: messages.OpAccept, Call: env.Call}, func(reply messages.Reply) {
+			if reply.Room != "" { // a room ring answered: the device joined the room
+				c.mu.Lock()
+				c.endCall(env.Call)
+				c.mu.Unlock()
+			}
+		})
 	case messages.TypeReject, messages.TypeHangup:
 		op := messages.OpReject
 		if env.Type == messages.TypeHangup {
 			op = messages.OpHangup
 		}
-		c.ask(ctx, env, &messages.Request{Op: op, Call: env.Call}, func() {
+		c.ask(ctx, env, &messages.Request{Op: op, Call: env.Call}, func(messages.Reply) {
 			c.mu.Lock()
 			c.endCall(env.Call)
 			c.mu.Unlock()
@@ -59,7 +85,7 @@ func (c *conn) handle(ctx context.Context, env *messages.Envelope) {
 // ended after an invite, accepted after an accept). It reports whether a
 // router answered for sure: false when none did in time or one failed
 // midway (the request may have taken effect all the same).
-func (c *conn) ask(ctx context.Context, env *messages.Envelope, req *messages.Request, ok func()) (answered bool) {
+func (c *conn) ask(ctx context.Context, env *messages.Envelope, req *messages.Request, ok func(messages.Reply)) (answered bool) {
 	req.User, req.Conn, req.Gateway = c.user, c.id, c.s.id
 	reply, err := c.s.request(ctx, req)
 	if err != nil {
@@ -71,9 +97,9 @@ func (c *conn) ask(ctx context.Context, env *messages.Envelope, req *messages.Re
 		return reply.Code != messages.CodeInternal
 	}
 	if ok != nil {
-		ok()
+		ok(reply)
 	}
-	c.send1(messages.Ack(env.ID, reply.Call))
+	c.send1(messages.RoomAck(env.ID, reply.Call, reply.Room))
 	for _, then := range reply.Then {
 		c.deliver("", then, messages.Encode(then), reply.Bind)
 	}
@@ -155,6 +181,9 @@ func (c *conn) refresh(env *messages.Envelope) {
 	case claims.Subject != c.user:
 		c.replyError(env.ID, messages.CodeForbidden, "the new token is for another user")
 	default:
+		c.mu.Lock()
+		c.grants = claims.Grants
+		c.mu.Unlock()
 		c.setExpiry(claims.Expires)
 		c.send1(messages.Ack(env.ID, ""))
 	}

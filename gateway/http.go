@@ -65,14 +65,18 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	served = c.run(func() { s.open.Add(-1) })
 }
 
-// serveDevToken mints a token for ?user=NAME. Dev mode only.
+// devGrants are the room grants of a dev token: every room.
+var devGrants = Grants{Rooms: []string{"*"}}
+
+// serveDevToken mints a token for ?user=NAME, granting every room. Dev mode
+// only.
 func (s *Server) serveDevToken(w http.ResponseWriter, r *http.Request) {
 	user := r.URL.Query().Get("user")
 	if err := messages.ValidUserID(user); err != nil {
 		writeJSONError(w, http.StatusBadRequest, messages.CodeBadRequest, err.Error())
 		return
 	}
-	token, err := Mint(*s.cfg.DevTokens, user, s.cfg.DevTokenTTL)
+	token, err := MintGrants(*s.cfg.DevTokens, user, s.cfg.DevTokenTTL, devGrants)
 	if err != nil {
 		writeJSONError(w, http.StatusInternalServerError, messages.CodeInternal, err.Error())
 		return

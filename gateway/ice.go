@@ -1,18 +1,23 @@
 package gateway
 
 import (
-	"crypto/hmac"
-	"crypto/sha1"
-	"encoding/base64"
-	"strconv"
 	"time"
 
 	"github.com/callmesh/callmesh/messages"
+	"github.com/callmesh/callmesh/turnserver"
 )
 
 // defaultTURNTTL is the lifetime of TURN REST credentials when a server's
 // TTL is not set.
 const defaultTURNTTL = 12 * time.Hour
+
+// icePolicy is the ICE transport policy welcome hands out.
+func (c *Config) icePolicy() string {
+	if c.ICETransportPolicy == "" {
+		return "all"
+	}
+	return c.ICETransportPolicy
+}
 
 // iceServers returns the iceServers for user at now. Servers with a Secret
 // get TURN REST API credentials (username "<expiry unix>:<user>", credential
@@ -27,10 +32,7 @@ func iceServers(cfg []ICEServerConfig, user string, now time.Time) []messages.IC
 			if ttl <= 0 {
 				ttl = defaultTURNTTL
 			}
-			srv.Username = strconv.FormatInt(now.Add(ttl).Unix(), 10) + ":" + user
-			mac := hmac.New(sha1.New, []byte(s.Secret))
-			mac.Write([]byte(srv.Username))
-			srv.Credential = base64.StdEncoding.EncodeToString(mac.Sum(nil))
+			srv.Username, srv.Credential = turnserver.Credentials(s.Secret, user, now.Add(ttl))
 		}
 		out = append(out, srv)
 	}

@@ -39,6 +39,14 @@ type MintConfig struct {
 // when KeyID is set. It refuses a subject that is not a legal user id and a
 // ttl ≤ 0.
 func Mint(cfg MintConfig, subject string, ttl time.Duration) (string, error) {
+	return MintGrants(cfg, subject, ttl, Grants{})
+}
+
+// MintGrants is Mint with room grants: the claims rooms and moderator.
+func MintGrants(cfg MintConfig, subject string, ttl time.Duration, grants Grants) (string, error) {
+	if err := grants.validate(); err != nil {
+		return "", fmt.Errorf("%w: %w", ErrMint, err)
+	}
 	if err := messages.ValidUserID(subject); err != nil {
 		return "", fmt.Errorf("%w: subject: %w", ErrMint, err)
 	}
@@ -55,13 +63,13 @@ func Mint(cfg MintConfig, subject string, ttl time.Duration) (string, error) {
 	}
 
 	now := time.Now()
-	claims := jwt.RegisteredClaims{
+	claims := tokenClaims{Grants: grants, RegisteredClaims: jwt.RegisteredClaims{
 		Subject:   subject,
 		IssuedAt:  jwt.NewNumericDate(now),
 		NotBefore: jwt.NewNumericDate(now),
 		ExpiresAt: jwt.NewNumericDate(now.Add(ttl)),
 		Issuer:    cfg.Issuer,
-	}
+	}}
 	if cfg.Audience != "" {
 		claims.Audience = jwt.ClaimStrings{cfg.Audience}
 	}

@@ -96,10 +96,13 @@ func (c *conn) takeOver(from presence.Conn) ([]byte, bool) {
 			peers = append(peers, peerRef{rc.Call, rc.Peer, rc.PeerConn})
 		}
 	}
+	for _, room := range reply.Rooms {
+		c.setRoom(room.Room, room.Members)
+	}
 	c.mu.Unlock()
 	c.askReplays(peers) // what a dead gateway or socket lost
 	s.metrics.resumed.Inc()
-	return c.welcome(true, infos), true
+	return c.welcome(true, infos, reply.Rooms), true
 }
 
 // handoverPatience is how long a resume keeps asking a gateway that has no
@@ -170,6 +173,9 @@ func (c *conn) prependHeld(frames []messages.HeldFrame) {
 // fromPeer reports whether a handed-over signal belongs to one of c's
 // accepted calls, from its peer. Guarded by mu.
 func (c *conn) fromPeer(env *messages.Envelope) bool {
+	if env.Room != "" {
+		return c.roomMember(env.Room, env.From, env.FromConn)
+	}
 	v := c.calls[env.Call]
 	return v.accepted() && v.peer == env.From
 }

@@ -301,6 +301,9 @@ func (s *Server) dispatch() {
 			continue
 		}
 		d.Bind = nil // bindings come from routers only
+		if isRoomEvent(d.Env.Type) {
+			continue // and so do changes of a room (rooms.go)
+		}
 		targets = targets[:0]
 		s.mu.Lock()
 		if u := s.users[m.Subject]; u != nil {

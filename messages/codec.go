@@ -59,6 +59,7 @@ func Decode(frame []byte, maxData int) (*Envelope, error) {
 		return nil, refuse("", CodeBadRequest, "id must be valid UTF-8 of at most %d bytes", MaxIDLen)
 	}
 	e.From, e.Reason, e.Code, e.Message = "", "", "", ""
+	e.FromConn, e.Member, e.Members = "", nil, nil
 	if e.Type == "" {
 		return nil, refuse(e.ID, CodeBadRequest, "type is required")
 	}
@@ -71,21 +72,45 @@ func Decode(frame []byte, maxData int) (*Envelope, error) {
 	if bytes.Equal(e.Data, []byte("null")) {
 		e.Data = nil
 	}
+	if e.Room != "" {
+		if err := ValidRoomID(e.Room); err != nil {
+			return nil, refuse(e.ID, CodeBadRequest, "room: %v", err)
+		}
+	}
 	switch e.Type {
 	case TypeInvite:
 		if err := ValidUserID(e.To); err != nil {
 			return nil, refuse(e.ID, CodeBadRequest, "to: %v", err)
+		}
+		if e.Call != "" && (e.Room == "" || !ValidCallID(e.Call)) {
+			return nil, refuse(e.ID, CodeBadRequest, "an invite's call (moving a call into a room) must be a call id, with room")
 		}
 	case TypeAccept, TypeReject, TypeHangup:
 		if !ValidCallID(e.Call) {
 			return nil, refuse(e.ID, CodeBadRequest, "call must be a call id")
 		}
 	case TypeSignal:
-		if !ValidCallID(e.Call) {
+		switch {
+		case e.Room == "" && !ValidCallID(e.Call):
 			return nil, refuse(e.ID, CodeBadRequest, "call must be a call id")
+		case e.Room != "" && e.Call != "":
+			return nil, refuse(e.ID, CodeBadRequest, "signal has call or room, not both")
+		case e.Room != "" && !ValidCallID(e.ToConn):
+			return nil, refuse(e.ID, CodeBadRequest, "a room signal needs to_conn, a connection id")
 		}
 		if len(e.Data) == 0 {
 			return nil, refuse(e.ID, CodeBadRequest, "signal needs data")
+		}
+	case TypeJoin, TypeLeave, TypeLock, TypeUnlock:
+		if e.Room == "" {
+			return nil, refuse(e.ID, CodeBadRequest, "%s needs room", e.Type)
+		}
+	case TypeKick:
+		if e.Room == "" {
+			return nil, refuse(e.ID, CodeBadRequest, "kick needs room")
+		}
+		if !ValidCallID(e.Conn) {
+			return nil, refuse(e.ID, CodeBadRequest, "kick needs conn, a connection id")
 		}
 	case TypeRefresh:
 		var r RefreshData
@@ -112,6 +137,16 @@ func ValidUserID(id string) error {
 		return fmt.Errorf("user id is not valid UTF-8")
 	case strings.ContainsRune(id, utf8.RuneError):
 		return fmt.Errorf("user id contains U+FFFD, which stands for text that was not valid UTF-8 or UTF-16 (a lone surrogate)")
+	}
+	return nil
+}
+
+// ValidRoomID reports why id is not a legal room id. Room ids follow the
+// rule of user ids (ValidUserID) and are encoded the same way in subjects
+// and keys (RoomKey).
+func ValidRoomID(id string) error {
+	if err := ValidUserID(id); err != nil {
+		return fmt.Errorf("room id%s", strings.TrimPrefix(err.Error(), "user id"))
 	}
 	return nil
 }

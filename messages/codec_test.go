@@ -79,7 +79,7 @@ func TestDecodeAccepts(t *testing.T) {
 			Envelope{Type: TypeSignal, Call: "c", Data: json.RawMessage(data32k)}},
 		{"data exactly at custom limit", []byte(`{"type":"signal","call":"c","data":"12345678"}`), 10,
 			Envelope{Type: TypeSignal, Call: "c", Data: json.RawMessage(`"12345678"`)}},
-		{"unknown fields ignored", []byte(`{"v":2,"type":"ping","id":"8","extra":{"a":[1,2,{"b":null}]},"room":"r"}`), 0,
+		{"unknown fields ignored", []byte(`{"v":2,"type":"ping","id":"8","extra":{"a":[1,2,{"b":null}]},"venue":"r"}`), 0,
 			Envelope{Type: TypePing, ID: "8"}},
 		{"server-only fields cleared", []byte(`{"type":"invite","id":"9","to":"bob","from":"mallory","reason":"busy","code":"internal","message":"hi"}`), 0,
 			Envelope{Type: TypeInvite, ID: "9", To: "bob"}},

@@ -21,6 +21,23 @@ func appendEnvelope(b []byte, e *Envelope) []byte {
 	b = appendMember(b, `,"reason":`, e.Reason)
 	b = appendMember(b, `,"code":`, e.Code)
 	b = appendMember(b, `,"message":`, e.Message)
+	b = appendMember(b, `,"room":`, e.Room)
+	b = appendMember(b, `,"conn":`, e.Conn)
+	b = appendMember(b, `,"to_conn":`, e.ToConn)
+	b = appendMember(b, `,"from_conn":`, e.FromConn)
+	if e.Member != nil {
+		b = appendRoomMember(append(b, `,"member":`...), e.Member)
+	}
+	if len(e.Members) > 0 {
+		b = append(b, `,"members":[`...)
+		for i := range e.Members {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendRoomMember(b, &e.Members[i])
+		}
+		b = append(b, ']')
+	}
 	if len(e.Data) > 0 {
 		b = append(b, `,"data":`...)
 		b = append(b, e.Data...)
@@ -28,12 +45,29 @@ func appendEnvelope(b []byte, e *Envelope) []byte {
 	return append(b, '}')
 }
 
+// appendRoomMember appends m as a JSON object.
+func appendRoomMember(b []byte, m *RoomMember) []byte {
+	b = appendString(append(b, `{"user":`...), m.User)
+	b = appendString(append(b, `,"conn":`...), m.Conn)
+	return append(b, '}')
+}
+
 // envelopeSize is about how long e's frame is, for the buffer it is
 // written into: exact unless a string needs escapes.
 func envelopeSize(e *Envelope) int {
-	return len(`{"type":"","id":"","call":"","to":"","from":"","reason":"","code":"","message":"","data":}`) +
+	n := len(`{"type":"","id":"","call":"","to":"","from":"","reason":"","code":"","message":"","data":}`) +
 		len(e.Type) + len(e.ID) + len(e.Call) + len(e.To) + len(e.From) + len(e.Reason) + len(e.Code) +
 		len(e.Message) + len(e.Data)
+	if e.Room != "" || e.Conn != "" || e.ToConn != "" || e.FromConn != "" {
+		n += len(`,"room":"","conn":"","to_conn":"","from_conn":""`) + len(e.Room) + len(e.Conn) + len(e.ToConn) + len(e.FromConn)
+	}
+	if e.Member != nil {
+		n += len(`,"member":{"user":"","conn":""}`) + len(e.Member.User) + len(e.Member.Conn)
+	}
+	for _, m := range e.Members {
+		n += len(`,"members":[{"user":"","conn":""}]`) + len(m.User) + len(m.Conn)
+	}
+	return n
 }
 
 // appendHeader appends the JSON of d's routing fields, as json.Marshal

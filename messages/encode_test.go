@@ -38,6 +38,25 @@ func FuzzEncode(f *testing.F) {
 	})
 }
 
+// FuzzEncodeRoom: the room fields, members included, are encoded as
+// encoding/json writes them.
+func FuzzEncodeRoom(f *testing.F) {
+	f.Add("member_left", "team <1>", "c1", "", "", "alice", "a1", 2, "left")
+	f.Add("joined", "\xff\u2028", "", "t", "f", "b\"ob", "", 0, "")
+	f.Fuzz(func(t *testing.T, typ, room, conn, toConn, fromConn, user, userConn string, members int, reason string) {
+		e := &Envelope{Type: typ, Room: room, Conn: conn, ToConn: toConn, FromConn: fromConn, Reason: reason}
+		if user != "" {
+			e.Member = &RoomMember{User: user, Conn: userConn}
+		}
+		for i := range members % 9 {
+			e.Members = append(e.Members, RoomMember{User: user + string(rune('a'+i)), Conn: userConn})
+		}
+		if got, want := Encode(e), encodeReference(t, e); !bytes.Equal(got, want) {
+			t.Fatalf("Encode(%+v)\n got %q\nwant %q", *e, got, want)
+		}
+	})
+}
+
 // FuzzEncodeDelivery: a delivery's header is what encoding/json writes,
 // followed by a newline and Encode of its envelope. The committed corpus
 // is in testdata/fuzz/FuzzEncodeDelivery.

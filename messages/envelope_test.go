@@ -23,11 +23,15 @@ func TestWireNames(t *testing.T) {
 			`{"type":"incoming","call":"c","from":"alice","data":{"video":true}}`},
 		{"welcome", Welcome{
 			User: "alice", Conn: "k", Resume: "r", ResumeGraceMS: 10000, RingTimeoutMS: 30000,
-			ICEServers: []ICEServer{{URLs: []string{"stun:s:3478"}}, {URLs: []string{"turn:t:3478"}, Username: "u", Credential: "p"}},
-			Calls:      []CallInfo{{Call: "c", State: "accepted", Role: "caller", Peer: "bob"}},
+			ICEServers:         []ICEServer{{URLs: []string{"stun:s:3478"}}, {URLs: []string{"turn:t:3478"}, Username: "u", Credential: "p"}},
+			ICETransportPolicy: "relay",
+			Calls:              []CallInfo{{Call: "c", State: "accepted", Role: "caller", Peer: "bob"}},
+			Rooms:              []RoomInfo{{Room: "r1", Members: []RoomMember{{User: "alice", Conn: "k"}}}},
 		}, `{"user":"alice","conn":"k","resume":"r","resume_grace_ms":10000,"ring_timeout_ms":30000,` +
 			`"ice_servers":[{"urls":["stun:s:3478"]},{"urls":["turn:t:3478"],"username":"u","credential":"p"}],` +
-			`"resumed":false,"calls":[{"call":"c","state":"accepted","role":"caller","peer":"bob"}]}`},
+			`"ice_transport_policy":"relay","resumed":false,"calls":[{"call":"c","state":"accepted","role":"caller","peer":"bob"}],` +
+			`"rooms":[{"room":"r1","members":[{"user":"alice","conn":"k"}]}]}`},
+		{"room ack", RoomAck("1", "", "r1"), `{"type":"ack","id":"1","room":"r1"}`},
 		{"goaway", Goaway{ReconnectMS: 500}, `{"reconnect_ms":500}`},
 		{"refresh", RefreshData{Token: "t"}, `{"token":"t"}`},
 	}

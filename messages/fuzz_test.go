@@ -31,6 +31,15 @@ func FuzzDecode(f *testing.F) {
 		`{"type":"ping","id":"\ud800"}`,
 		`[]`, `"x"`, `nul`, `null`, ``, `{`,
 		"{\"type\":\"invite\",\"to\":\"\xff\"}",
+		`{"type":"join","id":"r1","room":"team.standup *>","data":{"invite_only":true}}`,
+		`{"type":"leave","id":"r2","room":"ñandú"}`,
+		`{"type":"signal","room":"r","to_conn":"Zc4nE8uJ1oWq6Gf3Ys0iKd","data":{"candidate":{}},"from_conn":"x"}`,
+		`{"type":"signal","room":"r","call":"c","to_conn":"z","data":1}`,
+		`{"type":"invite","id":"r3","room":"r","to":"carol","call":"Xr3kQ9pL2vNc8TgYw1Hs0A"}`,
+		`{"type":"kick","id":"r4","room":"r","conn":"a.b"}`,
+		`{"type":"lock","id":"r5","room":"","member":{"user":"eve","conn":"e"},"members":[{"user":"x","conn":"y"}]}`,
+		`{"type":"unlock","id":"r6","room":"\ud800"}`,
+		`{"type":"joined","room":"r"}`,
 	} {
 		f.Add([]byte(s), 0)
 	}
@@ -67,7 +76,8 @@ func FuzzDecode(f *testing.F) {
 		if err != nil {
 			t.Fatalf("re-decode of %q: %v", out, err)
 		}
-		if e2.Type != e.Type || e2.ID != e.ID || e2.Call != e.Call || e2.To != e.To {
+		if e2.Type != e.Type || e2.ID != e.ID || e2.Call != e.Call || e2.To != e.To ||
+			e2.Room != e.Room || e2.Conn != e.Conn || e2.ToConn != e.ToConn {
 			t.Fatalf("round trip changed the envelope:\n first  %+v\n second %+v", *e, *e2)
 		}
 		if !jsonEqual(t, e.Data, e2.Data) {
@@ -88,7 +98,8 @@ func checkAccepted(t *testing.T, e *Envelope, maxData int) {
 	if !clientTypes[e.Type] {
 		t.Fatalf("accepted type %q", e.Type)
 	}
-	if e.From != "" || e.Reason != "" || e.Code != "" || e.Message != "" {
+	if e.From != "" || e.Reason != "" || e.Code != "" || e.Message != "" ||
+		e.FromConn != "" || e.Member != nil || e.Members != nil {
 		t.Fatalf("server-only field survived: %+v", *e)
 	}
 	if len(e.ID) > MaxIDLen || !utf8.ValidString(e.ID) {
@@ -100,17 +111,36 @@ func checkAccepted(t *testing.T, e *Envelope, maxData int) {
 	if string(e.Data) == "null" {
 		t.Fatalf("data null was not cleared")
 	}
+	if e.Room != "" {
+		if err := ValidRoomID(e.Room); err != nil {
+			t.Fatalf("accepted room %q: %v", e.Room, err)
+		}
+	}
 	switch e.Type {
 	case TypeInvite:
 		if err := ValidUserID(e.To); err != nil {
 			t.Fatalf("accepted invite to %q: %v", e.To, err)
 		}
-	case TypeAccept, TypeReject, TypeHangup, TypeSignal:
+		if e.Call != "" && (e.Room == "" || !ValidCallID(e.Call)) {
+			t.Fatalf("accepted invite with call %q and room %q", e.Call, e.Room)
+		}
+	case TypeSignal:
+		if e.Room == "" && !ValidCallID(e.Call) || e.Room != "" && (e.Call != "" || !ValidCallID(e.ToConn)) {
+			t.Fatalf("accepted signal with call %q, room %q, to_conn %q", e.Call, e.Room, e.ToConn)
+		}
+		if len(e.Data) == 0 {
+			t.Fatalf("accepted signal without data")
+		}
+	case TypeAccept, TypeReject, TypeHangup:
 		if !ValidCallID(e.Call) {
 			t.Fatalf("accepted %s with call %q", e.Type, e.Call)
 		}
-		if e.Type == TypeSignal && len(e.Data) == 0 {
-			t.Fatalf("accepted signal without data")
+	case TypeJoin, TypeLeave, TypeLock, TypeUnlock, TypeKick:
+		if e.Room == "" {
+			t.Fatalf("accepted %s without room", e.Type)
+		}
+		if e.Type == TypeKick && !ValidCallID(e.Conn) {
+			t.Fatalf("accepted kick of conn %q", e.Conn)
 		}
 	case TypeRefresh:
 		var r RefreshData

@@ -22,6 +22,13 @@ const (
 	// OpResume asks for the live calls of a connection that resumed, with
 	// the bindings its new gateway needs to relay signal.
 	OpResume = "resume"
+	// Room operations (PROTOCOL.md §14). A room ring is OpInvite with Room;
+	// moving a call into a room is OpInvite with Room and MoveCall.
+	OpJoin      = "join"
+	OpRoomLeave = "room_leave"
+	OpKick      = "kick"
+	OpLock      = "lock"
+	OpUnlock    = "unlock"
 )
 
 // Request is the payload a gateway sends to the router queue group. Only
@@ -35,18 +42,34 @@ type Request struct {
 	To      string          `json:"to,omitempty"`
 	Data    json.RawMessage `json:"data,omitempty"`
 	Bye     bool            `json:"bye,omitempty"`
+	// Room is the room of a room request; Target the kicked connection.
+	Room   string `json:"room,omitempty"`
+	Target string `json:"target,omitempty"`
+	// MoveCall, with OpInvite and Room: the accepted call to move into the
+	// new room first (PROTOCOL.md §14.7).
+	MoveCall string `json:"move_call,omitempty"`
+	// Granted and Moderator are what the session's current token grants for
+	// Room (claims rooms and moderator), as the gateway verified it.
+	Granted   bool `json:"granted,omitempty"`
+	Moderator bool `json:"moderator,omitempty"`
+	// InviteOnly asks for an invite-only room, if this request creates it.
+	InviteOnly bool `json:"invite_only,omitempty"`
 }
 
 // Reply answers a Request. An empty Code means success: the gateway acks the
 // client's request, then sends Then to the same connection in order.
 type Reply struct {
-	Code    string      `json:"code,omitempty"`
-	Message string      `json:"message,omitempty"`
-	Call    string      `json:"call,omitempty"`
-	Bind    *Binding    `json:"bind,omitempty"`
-	Then    []*Envelope `json:"then,omitempty"`
+	Code    string `json:"code,omitempty"`
+	Message string `json:"message,omitempty"`
+	Call    string `json:"call,omitempty"`
+	// Room names the room a room request was about, for its ack.
+	Room string      `json:"room,omitempty"`
+	Bind *Binding    `json:"bind,omitempty"`
+	Then []*Envelope `json:"then,omitempty"`
 	// Calls answers OpResume: the connection's live calls.
 	Calls []ResumedCall `json:"calls,omitempty"`
+	// Rooms answers OpResume: the rooms the connection is a member of.
+	Rooms []RoomInfo `json:"rooms,omitempty"`
 }
 
 // ResumedCall is one live call of a resumed connection: what welcome lists,

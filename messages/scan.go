@@ -341,7 +341,10 @@ func foldsToAny(k []byte, names []string) bool {
 }
 
 // envelopeNames are the member names of Envelope.
-var envelopeNames = []string{"type", "id", "call", "to", "from", "reason", "code", "message", "data"}
+var envelopeNames = []string{
+	"type", "id", "call", "to", "from", "reason", "code", "message", "data",
+	"room", "conn", "to_conn", "from_conn", "member", "members",
+}
 
 // knownTypes are the message types (internType).
 var knownTypes = func() map[string]string {
@@ -350,6 +353,8 @@ var knownTypes = func() map[string]string {
 		TypeInvite, TypeAccept, TypeReject, TypeHangup, TypeSignal, TypeRefresh, TypePing, TypeBye,
 		TypeWelcome, TypeAck, TypeError, TypeRinging, TypeIncoming, TypeAccepted, TypeEnded, TypePong,
 		TypeGoaway, TypeExpiring,
+		TypeJoin, TypeLeave, TypeKick, TypeLock, TypeUnlock,
+		TypeJoined, TypeMemberJoined, TypeMemberLeft, TypeLocked, TypeUnlocked,
 	} {
 		m[t] = t
 	}
@@ -396,7 +401,16 @@ func scanEnvelope(frame []byte, e *Envelope) bool {
 			return s.plainInto(&e.Code)
 		case "message":
 			return s.plainInto(&e.Message)
+		case "room":
+			return s.plainInto(&e.Room)
+		case "conn":
+			return s.plainInto(&e.Conn)
+		case "to_conn":
+			return s.plainInto(&e.ToConn)
+		case "from_conn":
+			return s.plainInto(&e.FromConn)
 		}
+		// member and members (server only, objects) go to encoding/json.
 		return s.other(k, envelopeNames)
 	}) && s.end()
 }

@@ -119,6 +119,21 @@ func (n Names) GatewayInbox(gateway string) string { return n.GatewayRoot(gatewa
 // RouterQueue is the queue group of the routers.
 func (n Names) RouterQueue() string { return n.prefix + "-routers" }
 
+// EventsStream is the JetStream stream of call and room events.
+func (n Names) EventsStream() string { return n.prefix + "_events" }
+
+// EventsSubjects are the subjects of EventsStream.
+func (n Names) EventsSubjects() string { return n.prefix + ".events.>" }
+
+// EventSubject is where an event about call id, or about a room (room
+// set; encoded as user ids are), is published.
+func (n Names) EventSubject(call, room string) string {
+	if room != "" && call == "" {
+		return n.prefix + ".events.room." + EncodeUserID(room)
+	}
+	return n.prefix + ".events.call." + call
+}
+
 // CallsBucket is the JetStream KV bucket holding calls and busy locks.
 func (n Names) CallsBucket() string { return n.prefix + "_calls" }
 
@@ -132,8 +147,17 @@ func CallKey(id string) string { return "call." + id }
 // BusyKey is the key of user's busy lock in the calls bucket.
 func BusyKey(user string) string { return "busy." + EncodeUserID(user) }
 
+// SeatKey is the key of user's room lock when rooms.exclusive is off: it
+// holds the RoomKey of the user's room, as a busy lock does otherwise.
+func SeatKey(user string) string { return "seat." + EncodeUserID(user) }
+
 // GatewayKey is the key of a gateway's heartbeat in the presence bucket.
 func GatewayKey(gateway string) string { return "gw." + gateway }
 
 // UserKey is the key of user's connection set in the presence bucket.
 func UserKey(user string) string { return "user." + EncodeUserID(user) }
+
+// RoomKey is the key of a room's record in the calls bucket. The room id is
+// encoded as user ids are, so no room id can name another key. A busy lock
+// held by a room holds this key.
+func RoomKey(room string) string { return "room." + EncodeUserID(room) }

@@ -15,6 +15,13 @@ const (
 	TypeRefresh = "refresh"
 	TypePing    = "ping"
 	TypeBye     = "bye"
+	// Room requests (PROTOCOL.md §14). invite, signal, accept, reject and
+	// hangup take room forms too.
+	TypeJoin   = "join"
+	TypeLeave  = "leave"
+	TypeKick   = "kick"
+	TypeLock   = "lock"
+	TypeUnlock = "unlock"
 )
 
 // Server → client message types.
@@ -31,6 +38,12 @@ const (
 	// TypeExpiring warns that the session's token expires soon: refresh it
 	// before data.expires_in_ms or the connection is closed with 4002.
 	TypeExpiring = "expiring"
+	// Room events (PROTOCOL.md §14).
+	TypeJoined       = "joined"
+	TypeMemberJoined = "member_joined"
+	TypeMemberLeft   = "member_left"
+	TypeLocked       = "locked"
+	TypeUnlocked     = "unlocked"
 )
 
 // Reasons carried by an ended message.
@@ -44,6 +57,18 @@ const (
 	ReasonAnsweredElsewhere = "answered_elsewhere"
 	ReasonDisconnected      = "disconnected"
 	ReasonError             = "error"
+	// ReasonMoved: a 1:1 call moved into a room (ended carries the room).
+	ReasonMoved = "moved"
+	// ReasonJoinFailed: a room ring was answered but the room no longer
+	// admitted the device (full, locked or ended).
+	ReasonJoinFailed = "join_failed"
+)
+
+// Reasons carried by a member_left message.
+const (
+	LeftLeft         = "left"
+	LeftDisconnected = "disconnected"
+	LeftKicked       = "kicked"
 )
 
 // Error codes carried by an error message.
@@ -57,6 +82,10 @@ const (
 	CodeInvalidState = "invalid_state"
 	CodeUnavailable  = "unavailable"
 	CodeInternal     = "internal"
+	// CodeRoomFull: the room has its maximum of members.
+	CodeRoomFull = "room_full"
+	// CodeRoomLocked: the room admits no new members.
+	CodeRoomLocked = "room_locked"
 	// CodeUnauthorized is used only in the HTTP 401 body before the upgrade.
 	CodeUnauthorized = "unauthorized"
 )
@@ -79,6 +108,7 @@ const (
 var clientTypes = map[string]bool{
 	TypeInvite: true, TypeAccept: true, TypeReject: true, TypeHangup: true,
 	TypeSignal: true, TypeRefresh: true, TypePing: true, TypeBye: true,
+	TypeJoin: true, TypeLeave: true, TypeKick: true, TypeLock: true, TypeUnlock: true,
 }
 
 // ClientTypes returns the types a client may send, sorted.

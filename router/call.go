@@ -37,11 +37,20 @@ type Call struct {
 	// Refused is set when the invite itself was refused with an error code
 	// (the caller was busy); a retried invite gets the same answer.
 	Refused string `json:"refused,omitempty"`
+	// Room, for a room ring (PROTOCOL.md §14.5), is the room the callee is
+	// rung into: accepting joins it, and every message about the ring
+	// names it.
+	Room string `json:"room,omitempty"`
 	// Data is the invite's data, sent again to devices that connect while
 	// the call rings.
 	Data json.RawMessage `json:"data,omitempty"`
 	// RingDeadline is when a ringing call ends with no_answer (Unix ms).
 	RingDeadline int64 `json:"ring_deadline_ms"`
+	// StartedMS, AnsweredMS and EndedMS are when the call was placed,
+	// accepted and ended (Unix ms; 0 until then), for its events.
+	StartedMS  int64 `json:"started_ms,omitempty"`
+	AnsweredMS int64 `json:"answered_ms,omitempty"`
+	EndedMS    int64 `json:"ended_ms,omitempty"`
 	// EndedBy is the event that ended the call; nil while it is live, for
 	// an invite that ended at once, and in records written before it
 	// existed. A repeat of that event publishes the ending's effects again

@@ -7,6 +7,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/callmesh/callmesh/events"
 	"github.com/callmesh/callmesh/messages"
 )
 
@@ -33,6 +34,10 @@ type Config struct {
 	Workers int
 	// Replicas is the replica count of the KV buckets (3 in a cluster).
 	Replicas int
+	// Rooms configures group calls (PROTOCOL.md §14).
+	Rooms RoomsConfig
+	// Events are the limits of the events stream (docs/events.md).
+	Events events.StreamConfig
 	// Logger receives the router's logs (slog.Default() when nil).
 	Logger *slog.Logger
 	// Metrics registers the router's metrics (none when nil).
@@ -51,7 +56,19 @@ func DefaultConfig() Config {
 		Resync:         30 * time.Second,
 		Workers:        64,
 		Replicas:       1,
+		Rooms:          RoomsConfig{MaxMembers: DefaultMaxMembers, EmptyTimeout: 30 * time.Second, Exclusive: true},
+		Events:         events.StreamConfig{Retention: 7 * 24 * time.Hour, MaxBytes: 1 << 30},
 	}
+}
+
+// RoomsConfig is the rooms.* configuration.
+type RoomsConfig struct {
+	// MaxMembers is the most members of a room created from now on.
+	MaxMembers int
+	// EmptyTimeout is how long an empty room keeps its settings.
+	EmptyTimeout time.Duration
+	// Exclusive: a user in a room is busy for 1:1 calls, and the reverse.
+	Exclusive bool
 }
 
 // Validate reports every problem with c; New calls it.
@@ -74,6 +91,15 @@ func (c *Config) Validate() error {
 	}
 	if c.Workers < 1 {
 		errs = append(errs, errors.New("workers must be at least 1"))
+	}
+	if c.Rooms.MaxMembers < 2 || c.Rooms.MaxMembers > 64 {
+		errs = append(errs, errors.New("rooms max members must be 2 to 64"))
+	}
+	if c.Rooms.EmptyTimeout < 0 {
+		errs = append(errs, errors.New("rooms empty timeout must not be negative"))
+	}
+	if c.Events.Retention < time.Minute || c.Events.MaxBytes < 1<<20 {
+		errs = append(errs, errors.New("events retention must be at least 1m and events max bytes at least 1 MiB"))
 	}
 	if c.Replicas < 1 || c.Replicas > 5 {
 		errs = append(errs, errors.New("replicas must be 1 to 5"))

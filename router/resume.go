@@ -9,19 +9,40 @@ import (
 // resume lists the live calls of a connection that resumed its session, so
 // its new gateway can welcome it and relay its signal. A user is party to at
 // most one live call, the one holding its busy lock.
+//
+// A member of a room gets the room with its members (the router's record
+// of its gateway moves to the new one): the room whose key the user's busy
+// lock holds, or with rooms.exclusive off its seat lock.
 func (r *Router) resume(ctx context.Context, req *messages.Request) (messages.Reply, error) {
+	var reply messages.Reply
 	id, err := r.store.BusyCall(ctx, req.User)
-	if err != nil || id == "" {
-		return messages.Reply{}, err
+	if err != nil {
+		return reply, err
 	}
-	c, _, err := r.store.Call(ctx, id)
-	if err != nil || !c.live() {
-		return messages.Reply{}, err
+	if isRoomKey(id) {
+		reply.Rooms, reply.Calls, err = r.resumeRoom(ctx, id, req)
+		return reply, err
 	}
-	if rc, ok := resumedCall(c, req.User, req.Conn); ok {
-		return messages.Reply{Calls: []messages.ResumedCall{rc}}, nil
+	if id != "" {
+		c, _, err := r.store.Call(ctx, id)
+		if err != nil {
+			return reply, err
+		}
+		if rc, ok := resumedCall(c, req.User, req.Conn); c.live() && ok {
+			reply.Calls = []messages.ResumedCall{rc}
+		}
 	}
-	return messages.Reply{}, nil
+	if r.cfg.Rooms.Exclusive {
+		return reply, nil
+	}
+	seat, err := r.store.Holder(ctx, messages.SeatKey(req.User))
+	if err != nil || seat == "" {
+		return reply, err
+	}
+	var rings []messages.ResumedCall
+	reply.Rooms, rings, err = r.resumeRoom(ctx, seat, req)
+	reply.Calls = append(reply.Calls, rings...)
+	return reply, err
 }
 
 // resumedCall is live call c as connection conn of user sees it, if conn is
@@ -30,7 +51,7 @@ func (r *Router) resume(ctx context.Context, req *messages.Request) (messages.Re
 func resumedCall(c *Call, user, conn string) (messages.ResumedCall, bool) {
 	info := func(role, peer, peerConn string) messages.ResumedCall {
 		return messages.ResumedCall{
-			CallInfo: messages.CallInfo{Call: c.ID, State: string(c.State), Role: role, Peer: peer},
+			CallInfo: messages.CallInfo{Call: c.ID, State: string(c.State), Role: role, Peer: peer, Room: c.Room},
 			PeerConn: peerConn,
 		}
 	}

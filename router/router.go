@@ -22,6 +22,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/callmesh/callmesh/events"
 	"github.com/callmesh/callmesh/internal/courier"
 	"github.com/callmesh/callmesh/internal/kvutil"
 	"github.com/callmesh/callmesh/internal/kvwatch"
@@ -49,8 +50,11 @@ type Router struct {
 	store    *Store
 	presence *presence.Registry
 	timers   *ringTimers
-	view     *view // the calls bucket as watched, feeding timers
-	deliver  *deliverer
+	// roomTimers end empty rooms after rooms.empty_timeout.
+	roomTimers *roomTimers
+	view       *view // the calls bucket as watched, feeding timers
+	deliver    *deliverer
+	events     *events.Publisher // call and room events (events.go)
 
 	cancel    context.CancelFunc // stops the watchers and timers
 	sub       atomic.Pointer[nats.Subscription]
@@ -93,12 +97,18 @@ func (r *Router) Start(ctx context.Context) error {
 		if r.store, err = OpenStore(ctx, js, r.names, r.cfg.Replicas, r.cfg.EndedRetention); err != nil {
 			return err
 		}
-		r.presence, err = presence.Open(ctx, js, r.names, r.cfg.Replicas)
+		if r.presence, err = presence.Open(ctx, js, r.names, r.cfg.Replicas); err != nil {
+			return err
+		}
+		_, err = events.OpenStream(ctx, js, r.names, events.StreamConfig{
+			Retention: r.cfg.Events.Retention, MaxBytes: r.cfg.Events.MaxBytes, Replicas: r.cfg.Replicas,
+		})
 		return err
 	})
 	if err != nil {
 		return err
 	}
+	r.events = events.NewPublisher(js, r.names, r.log, r.cfg.Metrics)
 	post, err := courier.New(r.nc)
 	if err != nil {
 		return fmt.Errorf("router: courier: %w", err)
@@ -111,7 +121,8 @@ func (r *Router) Start(ctx context.Context) error {
 	}
 	r.deliver.ctx, r.deliver.cancel = context.WithCancel(bg)
 	r.timers = newRingTimers(func(id string) { r.expire(bg, id) })
-	r.view = newView(r.timers)
+	r.roomTimers = newRoomTimers(func(id string) { r.expireRoom(bg, id) })
+	r.view = newView(r.timers, r.roomTimers)
 	r.store.view = r.view
 	monitor := presence.NewMonitor(r.presence, r.cfg.ResumeGrace, r.cfg.Resync, r.evict, r.log)
 	r.goRun(func() { kvwatch.Run(bg, r.store.KV(), ">", r.cfg.Resync, r.view, r.log) })
@@ -196,6 +207,9 @@ func (r *Router) Shutdown(ctx context.Context) error {
 			if r.deliver != nil {
 				r.deliver.wait(ctx)
 			}
+			if r.events != nil {
+				r.events.Close(ctx)
+			}
 			if r.cancel != nil {
 				r.cancel()
 			}
@@ -208,6 +222,7 @@ func (r *Router) Shutdown(ctx context.Context) error {
 	case <-done:
 		if r.timers != nil { // nil when Start failed early
 			r.timers.stopAll()
+			r.roomTimers.stopAll()
 		}
 		return nil
 	case <-ctx.Done():
@@ -240,14 +255,21 @@ func (r *Router) handle(ctx context.Context, m *nats.Msg) {
 // serve answers one request. Gateways are trusted to report the
 // authenticated User and Conn; everything else is checked here.
 func (r *Router) serve(ctx context.Context, req *messages.Request) messages.Reply {
-	if req.Call != "" && !messages.ValidCallID(req.Call) {
+	if req.Call != "" && !messages.ValidCallID(req.Call) || req.MoveCall != "" && !messages.ValidCallID(req.MoveCall) {
 		return messages.Reply{Code: messages.CodeBadRequest, Message: "malformed call id"}
+	}
+	if req.Room != "" && messages.ValidRoomID(req.Room) != nil {
+		return messages.Reply{Code: messages.CodeBadRequest, Message: "malformed room id"}
 	}
 	var reply messages.Reply
 	var err error
 	switch req.Op {
 	case messages.OpInvite:
-		reply, err = r.invite(ctx, req)
+		if req.Room != "" {
+			reply, err = r.roomInvite(ctx, req)
+		} else {
+			reply, err = r.invite(ctx, req)
+		}
 	case messages.OpAccept:
 		reply, err = r.transition(ctx, req.Call, Event{Kind: Accept, User: req.User, Conn: req.Conn, Gateway: req.Gateway})
 	case messages.OpReject:
@@ -260,6 +282,16 @@ func (r *Router) serve(ctx context.Context, req *messages.Request) messages.Repl
 		reply, err = r.attach(ctx, req)
 	case messages.OpResume:
 		reply, err = r.resume(ctx, req)
+	case messages.OpJoin:
+		reply, err = r.join(ctx, req)
+	case messages.OpRoomLeave:
+		reply, err = r.roomRequest(ctx, req, RoomLeave)
+	case messages.OpKick:
+		reply, err = r.roomRequest(ctx, req, RoomKick)
+	case messages.OpLock:
+		reply, err = r.roomRequest(ctx, req, RoomLock)
+	case messages.OpUnlock:
+		reply, err = r.roomRequest(ctx, req, RoomUnlock)
 	default:
 		return messages.Reply{Code: messages.CodeBadRequest, Message: "unknown op"}
 	}
@@ -274,8 +306,9 @@ func (r *Router) serve(ctx context.Context, req *messages.Request) messages.Repl
 // gateway's retry of the same call id completes what a failed attempt began.
 func (r *Router) invite(ctx context.Context, req *messages.Request) (messages.Reply, error) {
 	c := &Call{
-		ID: req.Call, Caller: req.User, CallerConn: req.Conn, CallerGateway: req.Gateway, Callee: req.To, State: Ringing,
-		Data: req.Data, RingDeadline: time.Now().Add(r.cfg.RingTimeout).UnixMilli(),
+		ID: req.Call, Caller: req.User, CallerConn: req.Conn, CallerGateway: req.Gateway, Callee: req.To, State: Ringing, Room: req.Room,
+		StartedMS: time.Now().UnixMilli(),
+		Data:      req.Data, RingDeadline: time.Now().Add(r.cfg.RingTimeout).UnixMilli(),
 	}
 	if c.Caller == c.Callee || messages.ValidUserID(c.Callee) != nil {
 		return Decide(c, Event{Kind: Invite}).Reply, nil
@@ -289,7 +322,7 @@ func (r *Router) invite(ctx context.Context, req *messages.Request) (messages.Re
 			if c, rev, err = r.store.Call(ctx, req.Call); err != nil {
 				return messages.Reply{}, err
 			}
-			if c == nil || c.Caller != req.User || c.CallerConn != req.Conn {
+			if c == nil || c.Caller != req.User || c.CallerConn != req.Conn || c.Room != req.Room {
 				return messages.Reply{Code: messages.CodeBadRequest, Message: "call id in use"}, nil
 			}
 		}
@@ -301,6 +334,9 @@ func (r *Router) invite(ctx context.Context, req *messages.Request) (messages.Re
 		}
 		out := Decide(c, ev)
 		reply, done, err := r.commit(ctx, c, out, rev)
+		if done && err == nil && out.Next == nil && c.State == Ringing && len(out.Effects) > 0 {
+			r.ringingEvent(c) // it rings the callee's devices
+		}
 		if done || err != nil {
 			return reply, err
 		}
@@ -310,20 +346,23 @@ func (r *Router) invite(ctx context.Context, req *messages.Request) (messages.Re
 }
 
 // inviteFacts claims the busy locks of a ringing call's parties and reads the
-// callee's presence.
+// callee's presence. A room ring claims the callee's only: its caller is a
+// member of the room, which holds the caller's lock.
 func (r *Router) inviteFacts(ctx context.Context, c *Call) (Event, error) {
 	ev := Event{Kind: Invite}
-	ok, err := r.store.Claim(ctx, c.Caller, c.ID)
-	if err != nil || !ok {
-		ev.CallerBusy = !ok
-		return ev, err
+	if c.Room == "" {
+		ok, err := r.store.Claim(ctx, c.Caller, c.ID)
+		if err != nil || !ok {
+			ev.CallerBusy = !ok
+			return ev, err
+		}
 	}
 	conns, err := r.presence.Conns(ctx, c.Callee)
 	if err != nil || len(conns) == 0 {
 		return ev, err
 	}
 	ev.CalleeOnline = true
-	ok, err = r.store.Claim(ctx, c.Callee, c.ID)
+	ok, err := r.store.Claim(ctx, c.Callee, c.ID)
 	ev.CalleeBusy = !ok
 	return ev, err
 }
@@ -343,6 +382,17 @@ func (r *Router) transition(ctx context.Context, id string, ev Event) (messages.
 			if c, rev, err = r.store.Call(ctx, id); err != nil {
 				return messages.Reply{}, err
 			}
+		}
+		if ev.Kind == Accept && c != nil && c.Room != "" {
+			if fromView {
+				c = nil // decide a room ring's accept on a fresh read
+				continue
+			}
+			reply, done, err := r.acceptRoom(ctx, c, rev, ev)
+			if done || err != nil {
+				return reply, err
+			}
+			continue
 		}
 		if ev.Kind == Leave && c.live() && c.State == Ringing && ev.User == c.Callee {
 			var err error
@@ -377,7 +427,11 @@ var errConflicts = errors.New("router: too many conflicting writes")
 // an ended call that are left behind are stale and taken over by the next
 // claim.
 func (r *Router) commit(ctx context.Context, c *Call, out Outcome, rev uint64) (reply messages.Reply, done bool, err error) {
+	if c != nil && c.Room != "" {
+		roomed(&out, c.Room)
+	}
 	if out.Next != nil {
+		stamp(c, out.Next, time.Now())
 		err := r.store.Update(ctx, out.Next, rev)
 		if errors.Is(err, ErrConflict) {
 			r.metrics.retries.Inc()
@@ -387,6 +441,7 @@ func (r *Router) commit(ctx context.Context, c *Call, out Outcome, rev uint64) (
 			return messages.Reply{}, false, err
 		}
 		r.countEnded(out.Next)
+		r.callEvents(c, out.Next)
 	}
 	if out.Repeat {
 		r.metrics.repeats.Inc()
@@ -395,6 +450,9 @@ func (r *Router) commit(ctx context.Context, c *Call, out Outcome, rev uint64) (
 	switch {
 	case out.Next != nil:
 		r.release(ctx, out.Next)
+		if out.Next.State == Ended && out.Next.Room != "" {
+			r.uninvite(ctx, out.Next) // a room ring that ended unanswered
+		}
 	case out.Repeat:
 		r.release(ctx, c)
 	}
@@ -433,27 +491,40 @@ func (r *Router) release(ctx context.Context, c *Call) {
 }
 
 // leave ends what conn's departure ends. A user is party to at most one
-// live call, the one holding its busy lock.
+// live call or room, the one holding its busy lock, and with
+// rooms.exclusive off in at most one room besides, the one holding its seat
+// lock.
 func (r *Router) leave(ctx context.Context, user, conn string, bye bool) error {
 	id, err := r.store.BusyCall(ctx, user)
-	if err != nil || id == "" {
+	switch {
+	case err != nil:
+		return err
+	case isRoomKey(id):
+		err = r.leaveRoom(ctx, id, user, conn, bye)
+	case id != "":
+		_, err = r.transition(ctx, id, Event{Kind: Leave, User: user, Conn: conn, Bye: bye})
+	}
+	if err != nil || r.cfg.Rooms.Exclusive {
 		return err
 	}
-	_, err = r.transition(ctx, id, Event{Kind: Leave, User: user, Conn: conn, Bye: bye})
-	return err
+	seat, err := r.store.Holder(ctx, messages.SeatKey(user))
+	if err != nil || seat == "" {
+		return err
+	}
+	return r.leaveRoom(ctx, seat, user, conn, bye)
 }
 
 // attach rings a newly connected device if a call to its user is ringing.
 func (r *Router) attach(ctx context.Context, req *messages.Request) (messages.Reply, error) {
 	id, err := r.store.BusyCall(ctx, req.User)
-	if err != nil || id == "" {
+	if err != nil || id == "" || isRoomKey(id) {
 		return messages.Reply{}, err
 	}
 	c, _, err := r.store.Call(ctx, id)
 	if err != nil || c == nil || c.State != Ringing || c.Callee != req.User {
 		return messages.Reply{}, err
 	}
-	return messages.Reply{Then: []*messages.Envelope{{Type: messages.TypeIncoming, Call: c.ID, From: c.Caller, Data: c.Data}}}, nil
+	return messages.Reply{Then: []*messages.Envelope{{Type: messages.TypeIncoming, Call: c.ID, Room: c.Room, From: c.Caller, Data: c.Data}}}, nil
 }
 
 // expire ends call id with no_answer if it still rings past its deadline.

@@ -133,15 +133,20 @@ func (s *Store) Update(ctx context.Context, c *Call, rev uint64) error {
 }
 
 // Claim makes call the one holding user busy. It reports false if another
-// live call holds the user. A lock left by a call that has ended (or whose
-// record is gone) is stale and is taken over.
+// live call (or a room) holds the user. A lock left by a call that has
+// ended (or whose record is gone) is stale and is taken over.
 func (s *Store) Claim(ctx context.Context, user, call string) (bool, error) {
-	key := messages.BusyKey(user)
+	return s.ClaimLock(ctx, messages.BusyKey(user), user, call)
+}
+
+// ClaimLock makes call (a call id, or a room's key) the holder of user's
+// lock under key (BusyKey or SeatKey); see Claim.
+func (s *Store) ClaimLock(ctx context.Context, key, user, call string) (bool, error) {
 	held := false // by another call, as far as the view knows: read it first
 	if s.view != nil {
 		// One compare-and-set on the revision the view knows the lock's
 		// last message by (0: none), if that message freed it.
-		holder, rev, known := s.view.lock(user)
+		holder, rev, known := s.view.lock(key)
 		held = holder != "" && holder != call
 		if !known || holder == "" {
 			rev, err := s.kv.Update(ctx, key, []byte(call), rev)
@@ -178,7 +183,7 @@ func (s *Store) Claim(ctx context.Context, user, call string) (bool, error) {
 		if holder == call {
 			return true, nil
 		}
-		stale, err := s.stale(ctx, holder, e.Created())
+		stale, err := s.stale(ctx, user, holder, e.Created())
 		if err != nil || !stale {
 			return false, err
 		}
@@ -190,9 +195,21 @@ func (s *Store) Claim(ctx context.Context, user, call string) (bool, error) {
 	return false, errors.New("router: claim kept conflicting")
 }
 
-// stale reports whether a lock held for call since created no longer stands
-// for a live call.
-func (s *Store) stale(ctx context.Context, call string, created time.Time) (bool, error) {
+// stale reports whether a lock of user held for call since created no
+// longer stands for a live call, or for the room it names (a room's key):
+// the room is gone or does not list the user. A router that died between
+// claiming a lock for a join and writing the room leaves such a lock.
+func (s *Store) stale(ctx context.Context, user, call string, created time.Time) (bool, error) {
+	if isRoomKey(call) {
+		r, _, err := s.RoomAt(ctx, call)
+		if err != nil {
+			return false, err
+		}
+		if r != nil && r.userIn(user) >= 0 {
+			return false, nil
+		}
+		return time.Since(created) > staleLockAge, nil
+	}
 	c, _, err := s.Call(ctx, call)
 	if err != nil {
 		return false, err
@@ -205,10 +222,15 @@ func (s *Store) stale(ctx context.Context, call string, created time.Time) (bool
 
 // Release drops user's lock if call holds it.
 func (s *Store) Release(ctx context.Context, user, call string) error {
-	key := messages.BusyKey(user)
+	return s.ReleaseLock(ctx, messages.BusyKey(user), call)
+}
+
+// ReleaseLock drops the lock under key if call (a call id or a room's key)
+// holds it.
+func (s *Store) ReleaseLock(ctx context.Context, key, call string) error {
 	if s.view != nil {
 		// One compare-and-set delete, if the view knows call holds it.
-		if holder, rev, _ := s.view.lock(user); holder == call {
+		if holder, rev, _ := s.view.lock(key); holder == call {
 			err := s.deleteLock(ctx, key, rev)
 			if err == nil {
 				return nil
@@ -257,9 +279,15 @@ const (
 	kvOperationDelete = "DEL"
 )
 
-// BusyCall returns the id of the call holding user busy, or "".
+// BusyCall returns what holds user busy: a call id, a room's key
+// (isRoomKey), or "".
 func (s *Store) BusyCall(ctx context.Context, user string) (string, error) {
-	e, err := s.kv.Get(ctx, messages.BusyKey(user))
+	return s.Holder(ctx, messages.BusyKey(user))
+}
+
+// Holder returns what holds the lock under key, or "".
+func (s *Store) Holder(ctx context.Context, key string) (string, error) {
+	e, err := s.kv.Get(ctx, key)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return "", nil
 	}

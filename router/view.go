@@ -24,7 +24,8 @@ import (
 // create, a read, a write), as it did without the view. (Deletion markers
 // with a TTL would make that one; not done yet.)
 type view struct {
-	next kvwatch.Handler // the ring timers, fed the call records
+	next  kvwatch.Handler // the ring timers, fed the call records
+	rooms kvwatch.Handler // the room timers, fed the room records
 
 	mu   sync.Mutex
 	keys map[string]viewEntry // guarded by mu
@@ -36,8 +37,8 @@ type viewEntry struct {
 	deleted bool
 }
 
-func newView(next kvwatch.Handler) *view {
-	return &view{next: next, keys: map[string]viewEntry{}}
+func newView(next, rooms kvwatch.Handler) *view {
+	return &view{next: next, rooms: rooms, keys: map[string]viewEntry{}}
 }
 
 // Sync implements kvwatch.Handler.
@@ -59,13 +60,17 @@ func (v *view) Sync(entries map[string]kvwatch.Entry) {
 	v.keys = keys
 	v.mu.Unlock()
 	v.next.Sync(calls)
+	v.rooms.Sync(entries)
 }
 
 // Update implements kvwatch.Handler.
 func (v *view) Update(e kvwatch.Entry) {
 	v.learn(e)
-	if strings.HasPrefix(e.Key, "call.") {
+	switch {
+	case strings.HasPrefix(e.Key, "call."):
 		v.next.Update(e)
+	case strings.HasPrefix(e.Key, "room."):
+		v.rooms.Update(e)
 	}
 }
 
@@ -118,11 +123,11 @@ func (v *view) call(id string) (*Call, uint64) {
 	return &c, e.rev
 }
 
-// lock returns user's busy lock as the view last saw it: the call holding
-// it ("" when released) and its revision; known is false when the view has
-// no entry for it.
-func (v *view) lock(user string) (holder string, rev uint64, known bool) {
-	e, ok := v.get(messages.BusyKey(user))
+// lock returns the lock under key (a busy or seat lock) as the view last
+// saw it: what holds it ("" when released) and its revision; known is false
+// when the view has no entry for it.
+func (v *view) lock(key string) (holder string, rev uint64, known bool) {
+	e, ok := v.get(key)
 	if !ok {
 		return "", 0, false
 	}

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -316,6 +317,46 @@ func TestComposeUsesKnownKeys(t *testing.T) {
 	for _, name := range names {
 		if _, ok := envKeys[name]; !ok {
 			t.Errorf("docker-compose.yml sets %s, which is no config key", name)
+		}
+	}
+}
+
+// README's configuration table is `callmesh help config`'s, row for row.
+func TestREADMEConfigTable(t *testing.T) {
+	var ref bytes.Buffer
+	writeReference(&ref)
+	want := map[string]bool{}
+	var wantRows []string
+	for line := range strings.Lines(ref.String()) {
+		if strings.HasPrefix(line, "| `") {
+			wantRows = append(wantRows, strings.TrimSpace(line))
+			want[strings.TrimSpace(line)] = true
+		}
+	}
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for line := range strings.Lines(string(readme)) {
+		line = strings.TrimSpace(line)
+		if key, _, ok := strings.Cut(strings.TrimPrefix(line, "| `"), "`"); ok && strings.HasPrefix(line, "| `") && byKey[key] != nil {
+			got = append(got, line)
+		}
+	}
+	if strings.Join(got, "\n") != strings.Join(wantRows, "\n") {
+		for _, row := range wantRows {
+			if !slices.Contains(got, row) {
+				t.Errorf("README lacks or differs in: %s", row)
+			}
+		}
+		for _, row := range got {
+			if !want[row] {
+				t.Errorf("README has a row `callmesh help config` has not: %s", row)
+			}
+		}
+		if !t.Failed() {
+			t.Error("README's rows are in another order than `callmesh help config`'s")
 		}
 	}
 }

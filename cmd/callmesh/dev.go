@@ -28,6 +28,7 @@ import (
 	"github.com/callmesh/callmesh/gateway"
 	"github.com/callmesh/callmesh/internal/embednats"
 	"github.com/callmesh/callmesh/router"
+	"github.com/callmesh/callmesh/turnserver"
 )
 
 // devMesh is what runDev has started, so that close can stop it in order.
@@ -39,6 +40,8 @@ type devMesh struct {
 	nats      *server.Server
 	routerNC  *nats.Conn
 	router    *router.Router
+	turn      *turnserver.Server // dev.turn
+	turnNote  string
 	gateways  []*devGateway
 	serveErr  chan error
 }
@@ -165,6 +168,11 @@ func (m *devMesh) start(ctx context.Context, cfg *Config, mint *gateway.MintConf
 	}
 	m.router = r
 
+	if cfg.Dev.TURN { // before the gateways: it joins ice.servers
+		if err := m.startTURN(cfg, m.gateways[0].metrics); err != nil {
+			return err
+		}
+	}
 	for i, g := range m.gateways {
 		gcfg := cfg.gatewayConfig(m.log, g.metrics)
 		id, inbox, err := gatewayIdentity(gcfg)
@@ -233,6 +241,9 @@ func (m *devMesh) close(ctx context.Context) error {
 	if m.router != nil {
 		errs = append(errs, m.router.Shutdown(ctx))
 	}
+	if m.turn != nil {
+		errs = append(errs, m.turn.Close())
+	}
 	if m.routerNC != nil {
 		closeNATS(m.routerNC)
 	}
@@ -260,6 +271,7 @@ func (m *devMesh) printBanner(w io.Writer, cfg *Config, mint *gateway.MintConfig
 	}
 	fmt.Fprintf(w, "  NATS        %s  (embedded, JetStream in %s%s)\n", m.nats.ClientURL(), store, note)
 	fmt.Fprintf(w, "  router      1, prefix %q\n", cfg.NATS.Prefix)
+	m.printTURN(w, cfg)
 	for i, g := range m.gateways {
 		addr := displayAddr(g.ln.Addr())
 		fmt.Fprintf(w, "  gateway %-3d ws://%s/ws  http://%s  (demo page; /healthz, /metrics)\n", i, addr, addr)

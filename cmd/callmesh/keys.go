@@ -30,10 +30,32 @@ type Config struct {
 		SigningKeyFile                string
 	}
 	ICE struct {
-		Servers []gateway.ICEServerConfig
+		Servers         []gateway.ICEServerConfig
+		TransportPolicy string
 	}
 	Call struct {
 		RingTimeout, ResumeGrace, EndedRetention time.Duration
+	}
+	Rooms struct {
+		MaxMembers   int
+		EmptyTimeout time.Duration
+		Exclusive    bool
+	}
+	Events struct {
+		Retention time.Duration
+		MaxBytes  int
+	}
+	Webhook struct {
+		URL, Secret, Durable, HTTPAddr string
+		Timeout                        time.Duration
+		MaxAttempts                    int
+	}
+	TURN struct {
+		Realm, Secret, RelayIP, RelayBind          string
+		UDPAddr, TCPAddr, TLSAddr, TLSCert, TLSKey string
+		PortMin, PortMax, UserQuota                int
+		AllowPeerCIDRs                             []string
+		HTTPAddr                                   string
 	}
 	Presence struct {
 		Heartbeat, TTL, Resync time.Duration
@@ -67,6 +89,7 @@ type Config struct {
 		StoreDir string
 		NATSPort int
 		TokenTTL time.Duration
+		TURN     bool
 	}
 }
 
@@ -120,6 +143,7 @@ var settings = []setting{
 	{"jwt.max_token_bytes", "8192", "longer tokens are refused unparsed", func(c *Config) any { return &c.JWT.MaxTokenBytes }},
 	{"jwt.signing_key_file", "", "PEM private key for `token` (and dev tokens) with RS*/PS*/ES*/EdDSA", func(c *Config) any { return &c.JWT.SigningKeyFile }},
 
+	{"ice.transport_policy", "all", "RTCPeerConnection iceTransportPolicy handed out in welcome: all, or relay to send every call through TURN", func(c *Config) any { return &c.ICE.TransportPolicy }},
 	{"ice.servers", `[{"urls":["stun:stun.l.google.com:19302"]}]`, "ICE servers for clients: list of {urls, username, credential, secret, ttl}; secret makes per-user TURN REST credentials valid for ttl (default 12h)", func(c *Config) any { return &c.ICE.Servers }},
 
 	{"call.ring_timeout", "30s", "an unanswered call ends with no_answer after this", func(c *Config) any { return &c.Call.RingTimeout }},
@@ -150,6 +174,31 @@ var settings = []setting{
 
 	{"gateway.name", "", "the gateway's name in the NATS permissions: it alone may read <nats.prefix>.gw.<name>.> (deploy/nats-auth.conf); empty: nats.user, or gateway", func(c *Config) any { return &c.Gateway.Name }},
 
+	{"rooms.max_members", "8", "most members of one room (2 to 64; a full mesh works up to about 6–8); stored in a room when it is created", func(c *Config) any { return &c.Rooms.MaxMembers }},
+	{"rooms.empty_timeout", "30s", "an empty room keeps its settings (locked, invite-only) this long, then ends", func(c *Config) any { return &c.Rooms.EmptyTimeout }},
+	{"rooms.exclusive", "true", "a user in a room is busy for 1:1 calls and the reverse; false: rooms and 1:1 calls ignore each other", func(c *Config) any { return &c.Rooms.Exclusive }},
+	{"events.retention", "168h", "call and room events are kept this long in the events stream (docs/events.md)", func(c *Config) any { return &c.Events.Retention }},
+	{"events.max_bytes", "1073741824", "the events stream's size limit; the oldest events go first", func(c *Config) any { return &c.Events.MaxBytes }},
+	{"webhook.url", "", "callmesh webhook: the endpoint every event is POSTed to (docs/events.md)", func(c *Config) any { return &c.Webhook.URL }},
+	{"webhook.secret", "", "callmesh webhook: HMAC-SHA256 key of the Callmesh-Signature header (at least 16 bytes)", func(c *Config) any { return &c.Webhook.Secret }},
+	{"webhook.timeout", "10s", "callmesh webhook: one POST's time limit", func(c *Config) any { return &c.Webhook.Timeout }},
+	{"webhook.max_attempts", "10", "callmesh webhook: POSTs of one event before it is given up (retries after 1s, 5s, 30s, 2m, then every 10m)", func(c *Config) any { return &c.Webhook.MaxAttempts }},
+	{"webhook.durable", "callmesh-webhook", "callmesh webhook: the stream consumer's name; forwarders sharing it share the work", func(c *Config) any { return &c.Webhook.Durable }},
+	{"webhook.http_addr", "127.0.0.1:8479", "callmesh webhook: listen address for /healthz and /metrics; empty: none", func(c *Config) any { return &c.Webhook.HTTPAddr }},
+	{"turn.udp_addr", "0.0.0.0:3478", "callmesh turn: UDP listen address for clients (empty: none)", func(c *Config) any { return &c.TURN.UDPAddr }},
+	{"turn.tcp_addr", "0.0.0.0:3478", "callmesh turn: TCP listen address for clients (empty: none)", func(c *Config) any { return &c.TURN.TCPAddr }},
+	{"turn.tls_addr", "", "callmesh turn: TURN over TLS listen address, e.g. 0.0.0.0:5349 (with turn.tls_cert and turn.tls_key)", func(c *Config) any { return &c.TURN.TLSAddr }},
+	{"turn.tls_cert", "", "callmesh turn: PEM certificate chain for turn.tls_addr", func(c *Config) any { return &c.TURN.TLSCert }},
+	{"turn.tls_key", "", "callmesh turn: PEM private key for turn.tls_addr", func(c *Config) any { return &c.TURN.TLSKey }},
+	{"turn.relay_ip", "", "callmesh turn: the IP address peers reach relays at (the server's public address); required", func(c *Config) any { return &c.TURN.RelayIP }},
+	{"turn.relay_bind", "", "callmesh turn: local address relay sockets bind to (default turn.relay_ip; 0.0.0.0 behind 1:1 NAT)", func(c *Config) any { return &c.TURN.RelayBind }},
+	{"turn.port_min", "49152", "callmesh turn: lowest relay port", func(c *Config) any { return &c.TURN.PortMin }},
+	{"turn.port_max", "65535", "callmesh turn: highest relay port", func(c *Config) any { return &c.TURN.PortMax }},
+	{"turn.realm", "callmesh", "callmesh turn: TURN realm", func(c *Config) any { return &c.TURN.Realm }},
+	{"turn.secret", "", "callmesh turn: shared secret of the TURN REST credentials: the secret of the ice.servers entry naming this server (at least 16 bytes)", func(c *Config) any { return &c.TURN.Secret }},
+	{"turn.user_quota", "10", "callmesh turn: most live allocations per user (0: no limit)", func(c *Config) any { return &c.TURN.UserQuota }},
+	{"turn.allow_peer_cidrs", "", "callmesh turn: peer networks clients may relay to although loopback/private/link-local (e.g. your office LAN); none by default", func(c *Config) any { return &c.TURN.AllowPeerCIDRs }},
+	{"turn.http_addr", "127.0.0.1:8478", "callmesh turn: listen address for /healthz and /metrics; empty: none", func(c *Config) any { return &c.TURN.HTTPAddr }},
 	{"router.timeout", "5s", "a gateway's whole budget for one router request, retries included", func(c *Config) any { return &c.Router.Timeout }},
 	{"router.attempt", "1s", "a gateway's budget for one try of a router request", func(c *Config) any { return &c.Router.Attempt }},
 	{"router.workers", "64", "requests one router handles at once", func(c *Config) any { return &c.Router.Workers }},
@@ -163,6 +212,7 @@ var settings = []setting{
 	{"dev.gateways", "1", "dev: how many gateways to run", func(c *Config) any { return &c.Dev.Gateways }},
 	{"dev.store_dir", "", "dev: JetStream directory, kept (default: a temp dir removed on exit)", func(c *Config) any { return &c.Dev.StoreDir }},
 	{"dev.nats_port", "4222", "dev: embedded NATS port on 127.0.0.1; a random one if busy or 0", func(c *Config) any { return &c.Dev.NATSPort }},
+	{"dev.turn", "true", "dev: run the built-in TURN server on 127.0.0.1 (port of turn.udp_addr, a free one if busy) and hand it out in welcome", func(c *Config) any { return &c.Dev.TURN }},
 	{"dev.token_ttl", "1h", "dev: lifetime of tokens from /dev/token", func(c *Config) any { return &c.Dev.TokenTTL }},
 }
 

@@ -29,6 +29,9 @@ var commands = []struct{ name, args, desc string }{
 	{"dev", "", "everything in one process: embedded NATS, a router and dev.gateways gateways"},
 	{"gateway", "", "serve one WebSocket gateway on http.addr, connected to nats.url"},
 	{"router", "", "run one router (calls, ring timeouts, dead-gateway cleanup) on nats.url"},
+	{"events", " [--since 1h | --all] [--follow=false]", "print the call and room events stream as JSON lines (docs/events.md)"},
+	{"webhook", "", "POST every call and room event to webhook.url, signed with webhook.secret, retrying with backoff"},
+	{"turn", "", "run the built-in TURN server (turn.*) for clients behind firewalls and symmetric NATs"},
 	{"token", " --user NAME [--ttl 1h] [--kid ID]", "mint a JWT with the configured key and print it"},
 	{"nats-auth", " [--gateway-names " + defaultGatewayNames + "]", "print the NATS server's authorization config: one login for the routers and one per named gateway"},
 	{"bench", benchArgs, "load generator: connections, calls or signal relay against gateways (or PeerJS), with latency percentiles and the server's cost"},
@@ -122,7 +125,10 @@ func runCommand(ctx context.Context, cmd string, args, environ []string, stdout,
 	var tf tokenFlags
 	var gatewayNames *string
 	var bf *benchFlags
+	var ef eventsFlags
 	switch cmd {
+	case "events":
+		ef = addEventsFlags(fs)
 	case "token":
 		tf = addTokenFlags(fs)
 	case "nats-auth":
@@ -158,6 +164,12 @@ func runCommand(ctx context.Context, cmd string, args, environ []string, stdout,
 		return runGateway(ctx, cfg, log)
 	case "router":
 		return runRouter(ctx, cfg, log)
+	case "turn":
+		return runTURN(ctx, cfg, log)
+	case "events":
+		return runEvents(ctx, cfg, ef, log, stdout)
+	case "webhook":
+		return runWebhook(ctx, cfg, log)
 	case "nats-auth":
 		return runNATSAuth(cfg, *gatewayNames, stdout)
 	case "bench":

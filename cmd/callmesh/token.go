@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/callmesh/callmesh/gateway"
@@ -12,15 +13,18 @@ import (
 
 // tokenFlags are the flags of `callmesh token` besides the config keys.
 type tokenFlags struct {
-	user, kid *string
-	ttl       *time.Duration
+	user, kid        *string
+	rooms, moderator *string
+	ttl              *time.Duration
 }
 
 func addTokenFlags(fs *flag.FlagSet) tokenFlags {
 	return tokenFlags{
-		user: fs.String("user", "", "the user id (sub claim); required"),
-		ttl:  fs.Duration("ttl", time.Hour, "lifetime of the token"),
-		kid:  fs.String("kid", "", "kid header, for verifiers that use a JWK Set"),
+		user:      fs.String("user", "", "the user id (sub claim); required"),
+		ttl:       fs.Duration("ttl", time.Hour, "lifetime of the token"),
+		kid:       fs.String("kid", "", "kid header, for verifiers that use a JWK Set"),
+		rooms:     fs.String("rooms", "", "comma-separated room patterns the user may join (claim rooms; \"team-*\", \"*\")"),
+		moderator: fs.String("moderator", "", "comma-separated room patterns the user moderates (claim moderator)"),
 	}
 }
 
@@ -32,7 +36,8 @@ func runToken(cfg *Config, tf tokenFlags, out io.Writer) error {
 	}
 	m := cfg.mintConfig()
 	m.KeyID = *tf.kid
-	token, err := gateway.Mint(m, *tf.user, *tf.ttl)
+	grants := gateway.Grants{Rooms: patterns(*tf.rooms), Moderator: patterns(*tf.moderator)}
+	token, err := gateway.MintGrants(m, *tf.user, *tf.ttl, grants)
 	if errors.Is(err, gateway.ErrAuthConfig) || errors.Is(err, gateway.ErrMint) {
 		return configError{err}
 	}
@@ -41,4 +46,12 @@ func runToken(cfg *Config, tf tokenFlags, out io.Writer) error {
 	}
 	_, err = fmt.Fprintln(out, token)
 	return err
+}
+
+// patterns splits a comma-separated list of room patterns; empty is none.
+func patterns(list string) []string {
+	if list == "" {
+		return nil
+	}
+	return strings.Split(list, ",")
 }

@@ -14,7 +14,7 @@ import (
 func TestToken(t *testing.T) {
 	secret := strings.Repeat("k", 40)
 	var stdout, stderr bytes.Buffer
-	code := Run(context.Background(), []string{"token", "--user", "alice", "--ttl", "10m",
+	code := Run(context.Background(), []string{"token", "--user", "alice", "--ttl", "10m", "--rooms", "team-*,standup", "--moderator", "team-a",
 		"--jwt.secret", secret, "--jwt.issuer", "https://issuer.example", "--jwt.audience", "callmesh"}, nil, &stdout, &stderr)
 	if code != 0 {
 		t.Fatalf("exit code %d: %s", code, stderr.String())
@@ -34,6 +34,10 @@ func TestToken(t *testing.T) {
 	if d := time.Until(claims.Expires); d > 10*time.Minute || d < 9*time.Minute {
 		t.Errorf("expires in %v, want about 10m", d)
 	}
+	g := claims.Grants
+	if !g.Join("team-b") || !g.Join("standup") || g.Join("standup2") || !g.Moderate("team-a") || g.Moderate("team-b") {
+		t.Errorf("grants %+v: want rooms team-*, standup and moderator team-a", g)
+	}
 }
 
 func TestTokenErrors(t *testing.T) {
@@ -47,6 +51,7 @@ func TestTokenErrors(t *testing.T) {
 		{"no user", []string{"token", secret}, nil, "--user"},
 		{"no secret", []string{"token", "--user", "alice"}, nil, "Secret"},
 		{"short secret from env", []string{"token", "--user", "alice"}, []string{"CALLMESH_JWT_SECRET=short"}, "32"},
+		{"malformed room pattern", []string{"token", "--user", "alice", "--rooms", "a,,b", secret}, nil, "rooms"},
 		{"zero ttl", []string{"token", "--user", "alice", "--ttl", "0s", secret}, nil, "ttl"},
 		{"asymmetric without a key", []string{"token", "--user", "alice", "--jwt.alg", "ES256"}, nil, "PrivateKeyFile"},
 	}

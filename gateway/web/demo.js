@@ -1,8 +1,10 @@
-// The callmesh demo page: sign in with a dev token, call someone, talk, hang up.
-// Everything that talks to the mesh is in /callmesh.js; this file is only the page.
-// window.demo = {mesh, call} is kept up to date for tests and for poking around in the console.
+// The callmesh demo page: sign in with a dev token, call someone or join a room, talk, hang up.
+// Everything that talks to the mesh is in /callmesh.js; this file is only the page (and grid.js
+// the room's video grid). window.demo = {mesh, call, room, ring} is kept up to date for tests
+// and for poking around in the console.
 
 import { CallMesh } from "/callmesh.js";
+import { Grid } from "/demo/grid.js";
 
 const $ = (id) => /** @type {any} */ (document.getElementById(id));
 const el = {
@@ -15,8 +17,16 @@ const el = {
   callForm: $("call-form"),
   callee: $("callee"),
   call: $("call"),
+  roomForm: $("room-form"),
+  roomName: $("room"),
+  join: $("join"),
+  inviteForm: $("invite-form"),
+  inviteLabel: $("invite-label"),
+  invitee: $("invitee"),
+  invite: $("invite"),
   incoming: $("incoming"),
   incomingFrom: $("incoming-from"),
+  incomingWhat: $("incoming-what"),
   incomingAvatar: $("incoming-avatar"),
   answer: $("answer"),
   reject: $("reject"),
@@ -32,15 +42,28 @@ const el = {
   localPane: /** @type {HTMLElement} */ (document.querySelector(".pane.local")),
   localOverlay: $("local-overlay"),
   localName: $("local-name"),
+  grid: $("grid"),
+  gridUnmute: $("grid-unmute"),
+  notices: $("notices"),
   timer: $("timer"),
+  mute: $("mute"),
   camera: $("camera"),
   screen: $("screen"),
   hangup: $("hangup"),
+  leave: $("leave"),
 };
 
-/** @type {{mesh: CallMesh|null, call: import("/callmesh.js").Call|null}} */
-const demo = { mesh: null, call: null };
+/**
+ * @type {{
+ *   mesh: CallMesh|null,
+ *   call: import("/callmesh.js").Call|null,
+ *   room: import("/callmesh.js").Room|null,
+ *   ring: import("/callmesh.js").RoomRing|null,
+ * }}
+ */
+const demo = { mesh: null, call: null, room: null, ring: null };
 /** @type {any} */ (window).demo = demo;
+const grid = new Grid(el.grid, el.gridUnmute);
 
 // The media this page owns. The Call never stops a track; the page stops its own.
 const media = {
@@ -48,9 +71,12 @@ const media = {
   /** @type {MediaStreamTrack|null} */ camera: null,
   /** @type {MediaStreamTrack|null} */ screen: null,
   cameraOff: false,
+  micOff: false,
 };
 /** @type {{to: string, cancelled: boolean}|null} an outgoing call before its invite is acked */
 let dialing = null;
+/** @type {{room: string, cancelled: boolean}|null} a room being joined, before it is joined */
+let entering = null;
 let answering = false;
 let switching = false; // camera or screen change in progress
 let remoteVideoSeen = false;
@@ -90,6 +116,7 @@ async function connect() {
     render();
   });
   mesh.addEventListener("incoming", (e) => onIncoming(/** @type {CustomEvent} */ (e).detail));
+  mesh.addEventListener("roomring", (e) => onRoomRing(/** @type {CustomEvent} */ (e).detail));
   mesh.addEventListener("error", (e) => {
     const { code, id } = /** @type {CustomEvent} */ (e).detail;
     // Refused signals of a call that just ended are harmless; requests report their own errors.
@@ -128,8 +155,8 @@ el.callForm.addEventListener("submit", (e) => {
   e.preventDefault();
   startCall();
 });
-el.answer.addEventListener("click", answer);
-el.reject.addEventListener("click", () => demo.call?.reject().catch(showRequestError));
+el.answer.addEventListener("click", () => (demo.ring ? answerRing() : answer()));
+el.reject.addEventListener("click", () => (demo.ring ?? demo.call)?.reject().catch(showRequestError));
 el.hangup.addEventListener("click", () => {
   if (dialing) {
     dialing.cancelled = true;
@@ -173,9 +200,14 @@ async function startCall() {
   }
 }
 
+/** Whether this page is in a call or a room, or on its way into one. */
+function busy() {
+  return !!(demo.call || dialing || demo.room || entering || demo.ring);
+}
+
 /** @param {import("/callmesh.js").Call} call */
 function onIncoming(call) {
-  if (demo.call || dialing) return; // busy here (the server does not ring a busy user anyway)
+  if (busy()) return; // busy here (the server does not ring a busy user anyway)
   clearError();
   adopt(call);
   setMessage(`${call.peer} is calling you…`, "");
@@ -234,11 +266,16 @@ function adopt(call) {
   render();
 }
 
-/** @param {import("/callmesh.js").Call} call @param {{reason: string, local: boolean}} detail */
-function onEnded(call, { reason, local }) {
+/** @param {import("/callmesh.js").Call} call @param {{reason: string, local: boolean, room?: import("/callmesh.js").Room}} detail */
+function onEnded(call, { reason, local, room }) {
   if (demo.call !== call) return;
   demo.call = null;
   document.title = "callmesh demo";
+  if (reason === "moved" && room) { // someone was invited: the call goes on as a room, media and all
+    el.remote.srcObject = null;
+    el.unmute.hidden = true;
+    return adoptRoom(room);
+  }
   stopMedia();
   el.remote.srcObject = null;
   el.unmute.hidden = true;
@@ -279,15 +316,25 @@ function endedMessage(call, reason, local) {
 /** @param {{code?: string, message?: string}} err @param {string} [action] */
 function humanError(err, action) {
   switch (err.code) {
+    case "room_full":
+      return "That room is full.";
+    case "room_locked":
+      return "That room is locked: nobody new may join.";
     case "invalid_state":
       if (action === "call") return "You are already in a call.";
+      if (action === "join") return "You are already in a call or a room (maybe in another tab).";
+      if (action === "invite") return "That person is already in the room, or this call can no longer become a room.";
       if (action === "accept") return "Too late: the call was answered elsewhere or is over.";
       return "That is no longer possible: the call has moved on.";
     case "bad_request":
       if (action === "call") return /yourself/.test(err.message ?? "") ? "You cannot call yourself." : "That is not a valid user name.";
+      if (action === "join") return "That is not a valid room name.";
+      if (action === "invite") return /yourself/.test(err.message ?? "") ? "You cannot invite yourself." : "That is not a valid user name.";
       return `The server refused the request: ${err.message}`;
     case "not_found":
     case "forbidden":
+      if (action === "join") return "You may not join that room: it is invite-only, or your token does not grant it.";
+      if (action === "invite") return "You may not invite into that room.";
       return "That call is over.";
     case "unavailable":
       return "The call service is unavailable right now. Try again in a moment.";
@@ -314,7 +361,7 @@ el.camera.addEventListener("click", () => switchMedia(async () => {
     media.camera = null;
     media.cameraOff = true;
   } else {
-    const s = await navigator.mediaDevices.getUserMedia({ video: true });
+    const s = await navigator.mediaDevices.getUserMedia({ video: demo.room ? ROOM_VIDEO : true });
     media.camera = s.getVideoTracks()[0];
     media.cameraOff = false;
   }
@@ -335,18 +382,30 @@ el.screen.addEventListener("click", () => switchMedia(async () => {
   });
 }));
 
-/** Runs a change of the local media, then sends the new stream on the call. @param {() => Promise<void>} change */
+el.mute.addEventListener("click", () => {
+  media.micOff = !media.micOff;
+  if (media.audio) media.audio.enabled = !media.micOff; // a disabled track sends silence
+  demo.room?.setMute({ audio: media.micOff });
+  showLocal();
+  render();
+});
+
+/**
+ * Runs a change of the local media, then sends the new stream on the call or to the room.
+ * @param {() => Promise<void>} change
+ */
 async function switchMedia(change) {
-  const call = demo.call;
-  if (!call || switching) return;
+  const target = demo.call ?? demo.room;
+  if (!target || switching) return;
   switching = true;
   clearError();
   render();
   try {
     await change();
-    if (demo.call !== call) return stopMedia(); // the call ended meanwhile
+    if ((demo.call ?? demo.room) !== target) return stopMedia(); // the call ended, or we left, meanwhile
     showLocal();
-    await call.setStream(outgoingStream());
+    await target.setStream(outgoingStream());
+    if (target === demo.room) demo.room.setMute({ video: !sentVideo() });
   } catch (err) {
     showError(mediaError(err));
   } finally {
@@ -355,10 +414,19 @@ async function switchMedia(change) {
   }
 }
 
-/** Camera and microphone; with fallbacks, and null (receive only) when there are none. */
-async function getMedia() {
+/**
+ * In a room every member's camera goes to every other member (one upload each): a smaller
+ * picture keeps a full mesh of a few members within a home connection and a laptop's CPU.
+ */
+const ROOM_VIDEO = { width: { ideal: 640 }, height: { ideal: 360 }, frameRate: { ideal: 24 } };
+
+/**
+ * Camera and microphone; with fallbacks, and null (receive only) when there are none.
+ * @param {boolean|MediaTrackConstraints} [video] the camera's constraints
+ */
+async function getMedia(video = true) {
   let last;
-  for (const constraints of [{ audio: true, video: true }, { video: true }, { audio: true }]) {
+  for (const constraints of [{ audio: true, video }, { video }, { audio: true }]) {
     try {
       return await navigator.mediaDevices.getUserMedia(constraints);
     } catch (err) {
@@ -376,27 +444,44 @@ function takeMedia(stream) {
   media.audio = stream?.getAudioTracks()[0] ?? null;
   media.camera = stream?.getVideoTracks()[0] ?? null;
   media.cameraOff = !media.camera;
+  media.micOff = false;
   showLocal();
+}
+
+/** The video we send: the screen, or else the camera (when on). */
+function sentVideo() {
+  return media.screen ?? (media.cameraOff ? null : media.camera);
 }
 
 /** What we send: the microphone, and the screen or else the camera (when on). */
 function outgoingStream() {
-  const video = media.screen ?? (media.cameraOff ? null : media.camera);
-  return new MediaStream(/** @type {MediaStreamTrack[]} */ ([media.audio, video].filter(Boolean)));
+  return new MediaStream(/** @type {MediaStreamTrack[]} */ ([media.audio, sentVideo()].filter(Boolean)));
 }
 
 function stopMedia() {
   for (const t of [media.audio, media.camera, media.screen]) t?.stop();
   media.audio = media.camera = media.screen = null;
   media.cameraOff = false;
+  media.micOff = false;
   showLocal();
 }
 
 function showLocal() {
-  const track = media.screen ?? (media.cameraOff ? null : media.camera);
+  const track = sentVideo();
   const current = /** @type {MediaStream|null} */ (el.local.srcObject)?.getVideoTracks()[0] ?? null;
   if (track !== current) el.local.srcObject = track ? new MediaStream([track]) : null;
   el.localPane.dataset.video = track ? (track === media.screen ? "screen" : "camera") : "none";
+  if (demo.room) {
+    grid.show("self", {
+      name: `You (${demo.mesh?.user ?? ""})`,
+      stream: el.local.srcObject,
+      video: !!track,
+      overlay: "Your camera is off",
+      micOff: media.micOff,
+      mirror: track === media.camera,
+      screen: track === media.screen,
+    });
+  }
 }
 
 function mediaError(err) {
@@ -429,6 +514,280 @@ el.unmute.addEventListener("click", () => {
   el.remote.play().catch(() => {});
   el.unmute.hidden = true;
 });
+
+// ---- rooms ----
+
+el.roomForm.addEventListener("submit", (e) => {
+  e.preventDefault();
+  joinRoom();
+});
+el.inviteForm.addEventListener("submit", (e) => {
+  e.preventDefault();
+  invite();
+});
+el.leave.addEventListener("click", () => {
+  if (entering) {
+    entering.cancelled = true;
+    render();
+    return;
+  }
+  demo.room?.leave().catch(showRequestError);
+});
+
+/** Joins the room named in the form, with the camera and microphone. */
+async function joinRoom() {
+  const mesh = demo.mesh;
+  const name = el.roomName.value.trim();
+  clearError();
+  if (!mesh || mesh.state !== "open") return showError("Sign in first.");
+  if (!name) {
+    el.roomName.focus();
+    return showError("Enter the name of a room: everyone who joins the same name meets there.");
+  }
+  if (busy()) return;
+  const e = (entering = { room: name, cancelled: false });
+  setMessage(`Joining room ${name}…`, "");
+  render();
+  takeMedia(await getMedia(ROOM_VIDEO));
+  if (e.cancelled || demo.mesh !== mesh) {
+    entering = null;
+    stopMedia();
+    setMessage(`You did not join room ${name}.`, "");
+    return render();
+  }
+  try {
+    const room = await mesh.join(name, { stream: outgoingStream() });
+    entering = null;
+    adoptRoom(room);
+    if (e.cancelled) room.leave().catch(showRequestError);
+  } catch (err) {
+    entering = null;
+    stopMedia();
+    setMessage(`Could not join room ${name}.`, "");
+    showError(humanError(err, "join"));
+    render();
+  }
+}
+
+/** @param {import("/callmesh.js").RoomRing} ring someone rings us into a room */
+function onRoomRing(ring) {
+  if (busy()) return;
+  clearError();
+  demo.ring = ring;
+  ring.addEventListener("ended", (e) => {
+    if (demo.ring !== ring) return;
+    demo.ring = null;
+    document.title = "callmesh demo";
+    const { reason, local } = /** @type {CustomEvent} */ (e).detail;
+    setMessage(ringEndedMessage(ring, reason, local), reason);
+    render();
+  });
+  setMessage(`${ring.peer} invites you to room ${ring.room}…`, "");
+  document.title = `${ring.peer} invites you · callmesh`;
+  render();
+}
+
+async function answerRing() {
+  const ring = demo.ring;
+  if (!ring || ring.state !== "incoming" || answering) return;
+  answering = true;
+  clearError();
+  render();
+  const stream = await getMedia(ROOM_VIDEO);
+  if (demo.ring !== ring || ring.state !== "incoming") {
+    stream?.getTracks().forEach((t) => t.stop());
+    answering = false;
+    return render();
+  }
+  takeMedia(stream);
+  entering = { room: ring.room, cancelled: false };
+  demo.ring = null;
+  document.title = "callmesh demo";
+  try {
+    const room = await ring.accept({ stream: outgoingStream() });
+    entering = null;
+    adoptRoom(room);
+  } catch (err) {
+    entering = null;
+    stopMedia();
+    setMessage(`Could not join room ${ring.room}.`, "");
+    showError(humanError(err, "join"));
+  } finally {
+    answering = false;
+    render();
+  }
+}
+
+/** Rings someone into the room, or turns the call into a room with them in it. */
+async function invite() {
+  const to = el.invitee.value.trim();
+  const mesh = demo.mesh;
+  clearError();
+  if (!to) {
+    el.invitee.focus();
+    return showError("Enter the name of the person to invite.");
+  }
+  try {
+    let ring;
+    if (demo.room?.state === "joined") ring = await demo.room.invite(to);
+    else if (demo.call?.state === "active" && mesh) ring = await demo.call.invite(to, { room: `${mesh.user}-${randomName()}` });
+    else return;
+    el.invitee.value = "";
+    notice(`Inviting ${to}…`);
+    ring.addEventListener("ringing", () => notice(`Ringing ${to}…`));
+    ring.addEventListener("ended", (e) => notice(inviteEndedMessage(to, /** @type {CustomEvent} */ (e).detail.reason)));
+  } catch (err) {
+    showError(humanError(err, "invite"));
+  }
+}
+
+/** A short random name for a room made from a call. */
+function randomName() {
+  return Math.random().toString(36).slice(2, 8);
+}
+
+/** Makes room the page's room and follows it. @param {import("/callmesh.js").Room} room */
+function adoptRoom(room) {
+  demo.room = room;
+  el.roomName.value = room.id;
+  const renderMember = (/** @type {import("/callmesh.js").RoomMember} */ m) => {
+    if (demo.room !== room || !room.member(m.conn)) return;
+    const stream = m.stream;
+    const video = !!stream?.getVideoTracks().some((t) => t.readyState === "live");
+    grid.show(m.conn, {
+      name: m.user,
+      stream,
+      video: video && !m.mute.video,
+      overlay: m.mute.video ? "Camera off" : video ? "Connecting…" : "No video yet",
+      micOff: m.mute.audio,
+    });
+  };
+  const sync = () => {
+    if (demo.room !== room) return;
+    showLocal();
+    const members = room.members;
+    const conns = new Set(members.map((m) => m.conn));
+    for (const key of [...el.grid.querySelectorAll(".tile[data-conn]")].map((t) => t.dataset.conn)) {
+      if (!conns.has(key)) grid.remove(key);
+    }
+    members.forEach(renderMember);
+    if (room.state === "joined") setMessage(roomMessage(room), "");
+    render();
+  };
+  /** @param {string} type @param {(detail: any) => void} fn */
+  const on = (type, fn) => room.addEventListener(type, (e) => { if (demo.room === room) fn(/** @type {CustomEvent} */ (e).detail); });
+  on("state", sync);
+  on("member_joined", (m) => {
+    notice(`${m.user} joined`);
+    sync();
+  });
+  on("member_left", ({ member, reason }) => {
+    notice(leftNotice(member.user, reason));
+    sync();
+  });
+  on("track", ({ member, track }) => {
+    for (const ev of ["mute", "unmute", "ended"]) track.addEventListener(ev, () => renderMember(member));
+    renderMember(member);
+  });
+  on("stream", ({ member }) => renderMember(member));
+  on("mute", ({ member }) => renderMember(member));
+  on("locked", ({ from }) => notice(`${from} locked the room`));
+  on("unlocked", ({ from }) => notice(`${from} unlocked the room`));
+  room.addEventListener("left", (e) => onLeft(room, /** @type {CustomEvent} */ (e).detail));
+  startTimer();
+  if (room.state === "left") return onLeft(room, { reason: room.reason ?? "left", local: false });
+  // Without a camera (or with it off, for a call that moved in), say so: the others show "Camera off".
+  if (!sentVideo() || media.micOff) room.setMute({ audio: media.micOff, video: !sentVideo() });
+  sync();
+}
+
+/** @param {import("/callmesh.js").Room} room @param {{reason: string, local: boolean}} detail */
+function onLeft(room, { reason, local }) {
+  if (demo.room !== room) return;
+  demo.room = null;
+  grid.clear();
+  stopMedia();
+  stopTimer();
+  setMessage(leftMessage(room.id, reason, local), reason);
+  render();
+}
+
+/** The status line while in a room. @param {import("/callmesh.js").Room} room */
+function roomMessage(room) {
+  const names = room.members.map((m) => m.user);
+  if (!names.length) return `In room ${room.id}. Nobody else is here yet.`;
+  return `In room ${room.id} with ${names.join(", ")}`;
+}
+
+/** @param {string} user @param {string} reason */
+function leftNotice(user, reason) {
+  switch (reason) {
+    case "disconnected":
+      return `${user} left (connection lost)`;
+    case "kicked":
+      return `${user} was removed from the room`;
+    default:
+      return `${user} left`;
+  }
+}
+
+/** @param {string} room @param {string} reason @param {boolean} local */
+function leftMessage(room, reason, local) {
+  switch (reason) {
+    case "left":
+      return local ? `You left room ${room}.` : `You are no longer in room ${room}.`;
+    case "kicked":
+      return `A moderator removed you from room ${room}.`;
+    case "disconnected":
+      return `You lost the connection to the server; you are out of room ${room}.`;
+    default:
+      return `You are out of room ${room} (${reason}).`;
+  }
+}
+
+/** @param {import("/callmesh.js").RoomRing} ring @param {string} reason @param {boolean} local */
+function ringEndedMessage(ring, reason, local) {
+  const p = ring.peer;
+  switch (reason) {
+    case "rejected":
+      return local ? `You declined ${p}'s invitation.` : `${p}'s invitation was declined on another device.`;
+    case "answered_elsewhere":
+      return `${p}'s invitation was answered on another device.`;
+    case "cancelled":
+      return `${p} cancelled the invitation to room ${ring.room}.`;
+    case "no_answer":
+      return `Missed invitation from ${p} to room ${ring.room}.`;
+    default:
+      return `The invitation from ${p} ended (${reason}).`;
+  }
+}
+
+/** @param {string} to @param {string} reason */
+function inviteEndedMessage(to, reason) {
+  switch (reason) {
+    case "busy":
+      return `${to} is busy right now`;
+    case "offline":
+      return `${to} is not online`;
+    case "rejected":
+      return `${to} declined`;
+    case "no_answer":
+      return `${to} did not answer`;
+    case "join_failed":
+      return `${to} answered but could not join`;
+    default:
+      return `The invitation to ${to} ended (${reason})`;
+  }
+}
+
+/** Shows a short notice over the video for a few seconds. @param {string} text */
+function notice(text) {
+  const item = document.createElement("li");
+  item.textContent = text;
+  el.notices.append(item);
+  while (el.notices.children.length > 4) el.notices.firstElementChild?.remove();
+  setTimeout(() => item.remove(), 8000);
+}
 
 // ---- rendering ----
 
@@ -472,8 +831,10 @@ function stopTimer() {
   el.timer.textContent = "";
 }
 
-/** The state shown on <body data-state>: idle, calling, ringing (incoming) or active. */
+/** The state shown on <body data-state>: idle, calling, ringing (incoming), active or room. */
 function pageState() {
+  if (demo.room || entering) return "room";
+  if (demo.ring?.state === "incoming") return "ringing";
   const s = demo.call?.state;
   if (dialing || s === "calling" || s === "ringing") return "calling";
   if (s === "incoming") return "ringing";
@@ -507,7 +868,8 @@ function render() {
   const conn = mesh?.state ?? "closed";
   const open = conn === "open";
   const state = pageState();
-  const inCall = !!demo.call && (state === "calling" || state === "active");
+  const inRoom = demo.room?.state === "joined";
+  const inCall = (!!demo.call && (state === "calling" || state === "active")) || inRoom;
 
   document.body.dataset.state = state;
   el.conn.dataset.conn = conn;
@@ -521,14 +883,28 @@ function render() {
   el.connect.textContent = { open: "Connected", connecting: "Connecting…", reconnecting: "Reconnecting…", closed: "Connect" }[conn];
   el.disconnect.disabled = !mesh;
   el.call.disabled = !open || state !== "idle";
+  el.join.disabled = !open || state !== "idle";
+  el.roomName.disabled = state === "room";
+  const canInvite = inRoom || (state === "active" && demo.call?.state === "active");
+  el.inviteForm.hidden = !canInvite;
+  el.inviteLabel.textContent = inRoom ? `Invite someone into ${demo.room?.id}` : "Add someone to this call";
+  el.invite.disabled = !open || !canInvite;
 
   el.incoming.hidden = state !== "ringing";
-  const caller = state === "ringing" ? demo.call?.peer ?? "" : "";
+  const caller = state === "ringing" ? (demo.ring ?? demo.call)?.peer ?? "" : "";
   el.incomingFrom.textContent = caller;
+  el.incomingWhat.textContent = demo.ring ? `invites you to the room ${demo.ring.room}` : "is calling you";
   el.incomingAvatar.textContent = [...caller][0]?.toUpperCase() ?? "";
   el.answer.disabled = el.reject.disabled = state !== "ringing" || answering;
-  el.answer.textContent = answering ? "Answering…" : "Answer";
+  el.answer.textContent = answering ? "Answering…" : demo.ring ? "Join" : "Answer";
   el.hangup.disabled = !(state === "calling" || state === "active");
+  el.hangup.hidden = state === "room";
+  el.leave.hidden = state !== "room";
+  el.mute.hidden = state !== "room";
+  el.mute.disabled = !inRoom || !media.audio;
+  el.mute.textContent = media.micOff ? "Unmute" : "Mute";
+  el.mute.setAttribute("aria-pressed", String(media.micOff));
+  el.grid.hidden = state !== "room";
 
   el.camera.disabled = !inCall || switching;
   el.camera.textContent = media.cameraOff ? "Camera on" : "Camera off";

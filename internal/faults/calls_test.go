@@ -92,26 +92,34 @@ const signalInterval = 50 * time.Millisecond
 // startTraffic starts the pairs' traffic; it is halted at the end of t at
 // the latest.
 func startTraffic(t testing.TB, pairs []*pair) *traffic {
+	return startTicking(t, signalInterval, func() {
+		for _, p := range pairs {
+			for _, c := range []*client{p.a, p.b} {
+				if !c.quiet.Load() {
+					c.signal(p.call)
+				}
+			}
+		}
+	})
+}
+
+// startTicking runs tick every interval until the traffic is halted, at
+// the end of t at the latest.
+func startTicking(t testing.TB, interval time.Duration, tick func()) *traffic {
 	tr := &traffic{stop: make(chan struct{})}
 	t.Cleanup(tr.halt)
 	tr.wg.Add(1)
 	go func() {
 		defer tr.wg.Done()
-		tick := time.NewTicker(signalInterval)
-		defer tick.Stop()
+		ticker := time.NewTicker(interval)
+		defer ticker.Stop()
 		for {
 			select {
 			case <-tr.stop:
 				return
-			case <-tick.C:
+			case <-ticker.C:
 			}
-			for _, p := range pairs {
-				for _, c := range []*client{p.a, p.b} {
-					if !c.quiet.Load() {
-						c.signal(p.call)
-					}
-				}
-			}
+			tick()
 		}
 	}()
 	return tr

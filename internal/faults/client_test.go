@@ -48,10 +48,13 @@ type client struct {
 	endedAt    map[string]time.Time
 	doubleBook int // incoming or accepted while party to another live call
 
+	// The signal books are by call, or for room signal by roomSigKey.
 	nextN   map[string]int          // call → n of the last signal written
 	acked   map[string]map[int]bool // call → n's the server acknowledged
 	pending map[string]sigRef       // signal id → what it was
 	recv    map[string][]int        // call → n's received, in arrival order
+
+	roomBooks // what the client knows and noticed of its rooms (roomclient_test.go)
 }
 
 // sigRef is a signal written and not yet acknowledged.
@@ -67,7 +70,7 @@ func newClient(t testing.TB, m *mesh, user string) *client {
 		closes: map[int]error{}, notify: make(chan struct{}),
 		live: map[string]bool{}, ended: map[string][]string{}, endedAt: map[string]time.Time{},
 		nextN: map[string]int{}, acked: map[string]map[int]bool{}, pending: map[string]sigRef{},
-		recv: map[string][]int{},
+		recv: map[string][]int{}, roomBooks: newRoomBooks(),
 	}
 	m.mu.Lock()
 	m.clients = append(m.clients, c)
@@ -125,6 +128,7 @@ func (c *client) dial(gw int, resume bool) (messages.Welcome, error) {
 			delete(c.live, call)
 		}
 	}
+	c.welcomeRooms(w)
 	c.changed()
 	c.mu.Unlock()
 	go c.read(ws, gen)
@@ -175,7 +179,11 @@ func (c *client) handle(e *messages.Envelope) {
 			c.t.Errorf("%s: signal with data %s", c, e.Data)
 			return
 		}
-		c.recv[e.Call] = append(c.recv[e.Call], d.N)
+		key := e.Call
+		if e.Room != "" {
+			key = roomSigKey(e.Room, e.From, c.user)
+		}
+		c.recv[key] = append(c.recv[key], d.N)
 		return
 	case messages.TypeAck, messages.TypeError:
 		if ref, ok := c.pending[e.ID]; ok {
@@ -185,9 +193,12 @@ func (c *client) handle(e *messages.Envelope) {
 					c.acked[ref.call] = map[int]bool{}
 				}
 				c.acked[ref.call][ref.n] = true
+			} else if isRoomSigKey(ref.call) {
+				c.sigRefused[ref.call]++
 			}
 			return
 		}
+		c.roomAnswer(e)
 	case messages.TypeIncoming:
 		if len(c.live) > 0 && !c.live[e.Call] {
 			c.t.Errorf("%s: DOUBLE BOOKING: incoming %s while party to %v", c, e.Call, keys(c.live))
@@ -208,6 +219,10 @@ func (c *client) handle(e *messages.Envelope) {
 			c.endedAt[e.Call] = time.Now()
 		}
 		delete(c.live, e.Call)
+	case messages.TypeJoined, messages.TypeMemberJoined, messages.TypeMemberLeft:
+		if !c.roomEvent(e) {
+			return
+		}
 	}
 	c.inbox = append(c.inbox, e)
 }
@@ -347,20 +362,25 @@ func (c *client) act(typ, call string) error {
 // server acknowledges it. A write that fails (connection gone) is not an
 // error: only acknowledged signals are owed to the peer.
 func (c *client) signal(call string) {
+	c.writeSignal(call, fmt.Sprintf("sig-%.8s", call), &messages.Envelope{Call: call})
+}
+
+// writeSignal writes env as the next numbered signal under key (a call, or
+// a roomSigKey): data {"n": its number}, id idPrefix-n.
+func (c *client) writeSignal(key, idPrefix string, env *messages.Envelope) {
 	c.mu.Lock()
 	ws := c.ws
 	if ws == nil {
 		c.mu.Unlock()
 		return
 	}
-	c.nextN[call]++
-	n := c.nextN[call]
-	id := fmt.Sprintf("sig-%.8s-%d", call, n)
-	c.pending[id] = sigRef{call, n}
+	c.nextN[key]++
+	n := c.nextN[key]
+	env.Type, env.ID, env.Data = messages.TypeSignal, fmt.Sprintf("%s-%d", idPrefix, n), json.RawMessage(fmt.Sprintf(`{"n":%d}`, n))
+	c.pending[env.ID] = sigRef{key, n}
 	c.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
-	env := &messages.Envelope{Type: messages.TypeSignal, ID: id, Call: call, Data: json.RawMessage(fmt.Sprintf(`{"n":%d}`, n))}
 	_ = ws.Write(ctx, websocket.MessageText, messages.Encode(env))
 }
 

@@ -22,6 +22,8 @@ var scenarios = []scenario{
 	{"gateway_term_drain", "gateway SIGTERM (drain, `goaway`)", gatewayTermDrain},
 	{"router_kill", "router SIGKILL during call setup and teardown (one, restart, then the other)", routerKill},
 	{"nats_kill_restart", "NATS node SIGKILL (stream leader) and restart", natsKillRestart},
+	{"room_gateway_kill", "gateway SIGKILL with room members on it, some resume elsewhere, some do not come back", roomGatewayKill},
+	{"room_router_kill", "router SIGKILL during room joins and leaves to full rooms (one, restart, then the other)", roomRouterKill},
 }
 
 // TestFaults runs every scenario against its own mesh of processes and
@@ -43,6 +45,7 @@ func TestFaults(t *testing.T) {
 					for _, c := range m.clients {
 						c.mu.Lock()
 						r.doubleBook += c.doubleBook
+						r.wrongRoom += c.wrongRoom
 						c.mu.Unlock()
 					}
 					m.mu.Unlock()

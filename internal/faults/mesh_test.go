@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -195,6 +196,7 @@ func (m *mesh) args(cmd string) []string {
 		"--limits.invite_rate", "20",
 		"--limits.invite_burst", "40",
 		"--ice.servers", `[{"urls":["stun:127.0.0.1:3478"]}]`,
+		"--rooms.max_members", strconv.Itoa(roomMax),
 	}
 }
 

@@ -48,18 +48,7 @@ func routerKill(t *testing.T, m *mesh, r *row, n int) {
 			churn(t, st, i, as[i], bs[i], ps[i], end)
 		}()
 	}
-	time.Sleep(run / 4)
-	st.mu.Lock()
-	r.inFlight = int(st.live.Load())
-	st.killedAt = time.Now()
-	st.mu.Unlock()
-	m.routers[0].kill()
-	// Restart it and kill the other: calls that router 1 created (and
-	// whose ring timeouts it had armed) are now router 0's to finish.
-	time.Sleep(run / 4)
-	m.routers[0].run()
-	m.routers[0].waitHealthy()
-	m.routers[1].kill()
+	killRoutersInTurn(m, st, run, func() {})
 	wg.Wait()
 	r.time = "recover " + ms(st.slowest)
 
@@ -68,6 +57,26 @@ func routerKill(t *testing.T, m *mesh, r *row, n int) {
 		idle = append(idle, [2]*client{as[i], bs[i]}, [2]*client{ps[i], bs[i]})
 	}
 	probeIdle(t, r, idle)
+}
+
+// killRoutersInTurn SIGKILLs router 0 a quarter of the way into a run of
+// length run, then restarts it a quarter later and SIGKILLs router 1: what
+// router 1 created (and the ring timeouts it had armed) is now router 0's
+// to finish. Each kill waits for ready to return; the first books what is
+// in flight (st.live) in the row.
+func killRoutersInTurn(m *mesh, st *churnStats, run time.Duration, ready func()) {
+	time.Sleep(run / 4)
+	ready()
+	st.mu.Lock()
+	st.r.inFlight = int(st.live.Load())
+	st.killedAt = time.Now()
+	st.mu.Unlock()
+	m.routers[0].kill()
+	time.Sleep(run / 4)
+	m.routers[0].run()
+	m.routers[0].waitHealthy()
+	ready()
+	m.routers[1].kill()
 }
 
 // churn is one pair's calls until end. It stops at the first call that

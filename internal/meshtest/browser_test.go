@@ -58,12 +58,9 @@ const noChromium = "SKIPPED: no Chromium found — install chromium (apt-get ins
 func TestBrowser(t *testing.T) {
 	chromium := findChromium(t)
 
-	m := Start(t, Options{ResumeGrace: 5 * time.Second, Gateway: func(c *gateway.Config) {
-		c.Demo = true
-		c.DevTokens = &gateway.MintConfig{Alg: "HS256", Secret: Secret}
-		c.ICEServers = nil // no network here: host candidates only
+	m := Start(t, Options{ResumeGrace: 5 * time.Second, Gateway: demoGateway(func(c *gateway.Config) {
 		c.DrainTimeout = 3 * time.Second
-	}})
+	})})
 	s := startBrowser(t, chromium)
 	t.Cleanup(func() { s.dumpIfFailed(t) })
 
@@ -132,12 +129,7 @@ func TestBrowser(t *testing.T) {
 		daveFrames, erinFrames := dave.framesDecoded(t), erin.framesDecoded(t)
 
 		lb.drain(0)
-		stopped := make(chan error, 1)
-		go func() {
-			ctx, cancel := context.WithTimeout(context.Background(), browserWait)
-			defer cancel()
-			stopped <- m.Gateways[0].Server.Shutdown(ctx)
-		}()
+		stopped := shutdownInBackground(m.Gateways[0])
 		for i, p := range []*page{dave, erin} {
 			p.waitFor(t, "the session resumed on another gateway", fmt.Sprintf(
 				`demo.mesh.state === "open" && demo.mesh.welcome.resumed && demo.mesh.welcome.conn === %q`, conns[i]))
@@ -185,6 +177,18 @@ func newBalancer(t *testing.T, m *Mesh) *balancer {
 
 // drain takes gateway i out of rotation.
 func (b *balancer) drain(i int) { b.out[i].Store(true) }
+
+// shutdownInBackground drains g (a rolling upgrade's step) while the test
+// goes on, and sends the result of its Shutdown.
+func shutdownInBackground(g *Gateway) <-chan error {
+	stopped := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), browserWait)
+		defer cancel()
+		stopped <- g.Server.Shutdown(ctx)
+	}()
+	return stopped
+}
 
 // iceConnected is true once the current call's peer connection is connected.
 const iceConnected = `!!demo.call.pc && ["connected", "completed"].includes(demo.call.pc.iceConnectionState)`
@@ -471,24 +475,8 @@ func (p *page) checkCallLayout(t *testing.T, when string, ids ...string) {
 
 // callLayoutJS is checkCallLayout's condition, with %s the JSON list of button
 // ids. It throws the problems it finds, so that waitFor reports them.
-const callLayoutJS = `(ids => {
-	const problems = [];
-	const vw = innerWidth, vh = innerHeight;
-	const where = r => "[" + [r.left, r.top, r.right, r.bottom].map(Math.round) + "]";
-	const inView = (what, r) => {
-		if (r.width <= 0 || r.height <= 0) problems.push(what + " has no size");
-		else if (r.left < 0 || r.top < 0 || r.right > vw || r.bottom > vh)
-			problems.push(what + " at " + where(r) + " is not inside the " + vw + "×" + vh + " window");
-	};
-	for (const id of ids) {
-		const el = document.getElementById(id);
-		if (!el) { problems.push("no #" + id); continue; }
-		const r = el.getBoundingClientRect();
-		inView("#" + id, r);
-		const hit = document.elementFromPoint(r.left + r.width / 2, r.top + r.height / 2);
-		if (hit !== el && !el.contains(hit))
-			problems.push("#" + id + " is covered at its centre by " + (hit ? hit.outerHTML.slice(0, 80) : "nothing"));
-	}
+const callLayoutJS = `(ids => {` + viewChecksJS + `
+	for (const id of ids) clickable(id);
 	const local = document.getElementById("local").getBoundingClientRect();
 	const remote = document.getElementById("remote").getBoundingClientRect();
 	inView("the local preview #local", local);
@@ -497,6 +485,43 @@ const callLayoutJS = `(ids => {
 	if (problems.length) throw new Error(problems.join("; "));
 	return true;
 })(%s)`
+
+// viewChecksJS starts a layout condition: it defines problems (what is
+// wrong), inView(what, rect) (the rectangle has a size and is inside the
+// window) and clickable(id) (button #id is in view and nothing covers its
+// centre, so it needs no scrolling to find and a click reaches it).
+const viewChecksJS = `
+	const problems = [];
+	const vw = innerWidth, vh = innerHeight;
+	const where = r => "[" + [r.left, r.top, r.right, r.bottom].map(Math.round) + "]";
+	const inView = (what, r) => {
+		if (r.width <= 0 || r.height <= 0) problems.push(what + " has no size");
+		else if (r.left < 0 || r.top < 0 || r.right > vw || r.bottom > vh)
+			problems.push(what + " at " + where(r) + " is not inside the " + vw + "×" + vh + " window");
+	};
+	const clickable = id => {
+		const el = document.getElementById(id);
+		if (!el) { problems.push("no #" + id); return; }
+		const r = el.getBoundingClientRect();
+		inView("#" + id, r);
+		const hit = document.elementFromPoint(r.left + r.width / 2, r.top + r.height / 2);
+		if (hit !== el && !el.contains(hit))
+			problems.push("#" + id + " is covered at its centre by " + (hit ? hit.outerHTML.slice(0, 80) : "nothing"));
+	};`
+
+// demoGateway is the gateway config of the browser tests: the demo page and
+// dev tokens, no ICE servers (no network here: host candidates only), then
+// more.
+func demoGateway(more ...func(*gateway.Config)) func(*gateway.Config) {
+	return func(c *gateway.Config) {
+		c.Demo = true
+		c.DevTokens = &gateway.MintConfig{Alg: "HS256", Secret: Secret}
+		c.ICEServers = nil
+		for _, f := range more {
+			f(c)
+		}
+	}
+}
 
 // usable is true when element #id is there, enabled and visible.
 func usable(id string) string {

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"net/http/httptest"
 	"strconv"
 	"strings"
@@ -17,7 +19,9 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/callmesh/callmesh/events"
 	"github.com/callmesh/callmesh/gateway"
+	"github.com/callmesh/callmesh/internal/natstest"
 	"github.com/callmesh/callmesh/messages"
 	"github.com/callmesh/callmesh/presence"
 	"github.com/callmesh/callmesh/router"
@@ -32,6 +36,7 @@ const (
 	gateway1, gateway1Password = "gateway-1", "gateway-1-test-password"
 	gateway2, gateway2Password = "gateway-2", "gateway-2-test-password"
 	routerPassword             = "router-test-password"
+	eventsPassword             = "events-test-password"
 )
 
 // gatewayLogins are the gateways' logins, by name.
@@ -72,12 +77,13 @@ func permissionsServer(t *testing.T) (*server.Server, *violations) {
 	t.Setenv("NATS_GATEWAY_1_PASSWORD", gateway1Password)
 	t.Setenv("NATS_GATEWAY_2_PASSWORD", gateway2Password)
 	t.Setenv("NATS_ROUTER_PASSWORD", routerPassword)
+	t.Setenv("NATS_EVENTS_PASSWORD", eventsPassword)
 	opts, err := server.ProcessConfigFile(deployConfig)
 	if err != nil {
 		t.Fatalf("%s: %v", deployConfig, err)
 	}
-	if !opts.JetStream || len(opts.Users) != 3 {
-		t.Fatalf("%s: jetstream %v, %d users; want jetstream and users gateway-1, gateway-2 and router", deployConfig, opts.JetStream, len(opts.Users))
+	if !opts.JetStream || len(opts.Users) != 4 {
+		t.Fatalf("%s: jetstream %v, %d users; want jetstream and users gateway-1, gateway-2, router and events", deployConfig, opts.JetStream, len(opts.Users))
 	}
 	opts.Host, opts.Port, opts.HTTPPort = "127.0.0.1", -1, 0
 	opts.StoreDir = t.TempDir()
@@ -255,6 +261,16 @@ func TestNATSPermissionsMesh(t *testing.T) {
 	alice.Do(messages.TypeHangup, call)
 	bob.ExpectEnded(call, messages.ReasonHangup)
 	m.Barrier(alice)
+
+	// Rooms: the routers write room records and hold busy locks for them.
+	carol, dave := m.DialGrants(0, "carol", Everywhere), m.DialGrants(1, "dave", Everywhere)
+	carol.Join("standup")
+	dave.Join("standup")
+	carol.ExpectMemberJoined("standup", dave)
+	dave.RoomSignal("standup", carol, 1)
+	carol.ExpectRoomSignal("standup", dave, 1)
+	dave.RoomDo(messages.TypeLeave, "standup", "")
+	carol.ExpectMemberLeft("standup", dave, messages.LeftLeft)
 
 	// A router evicts the connections of a crashed gateway: it writes
 	// presence and ends the call.
@@ -511,4 +527,70 @@ func TestNATSPermissionsGatewayStreamUpdate(t *testing.T) {
 			"is the hole closed? then the update itself should be refused", err)
 	}
 	t.Fatalf("with gateway credentials, a RePublish on the presence stream wrote %s = %q into the calls bucket", busy, e.Value())
+}
+
+// The events login tails the events stream and runs a webhook forwarder
+// (a durable consumer with acknowledgements), with no permission violation;
+// it cannot publish an event, read signal or touch the calls bucket.
+func TestNATSPermissionsEvents(t *testing.T) {
+	srv, logged := permissionsServer(t)
+	m := permissionsMesh(t, srv, 2, 1)
+	enc := connectAs(t, srv, "events", eventsPassword, nil)
+	js, err := jetstream.New(enc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	names, _ := messages.NewNames(messages.DefaultPrefix)
+	got := make(chan string, 16)
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		got <- string(body)
+	}))
+	defer hook.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- events.Forward(ctx, js, names, events.WebhookConfig{URL: hook.URL, Secret: "whsec-0123456789", Timeout: time.Second, MaxAttempts: 3, Durable: "perm"},
+			quietLogger(), nil)
+	}()
+	natstest.WaitFor(t, "the webhook's consumer", func() error {
+		_, err := js.Consumer(ctx, names.EventsStream(), "perm")
+		return err
+	})
+	oc, err := js.OrderedConsumer(ctx, names.EventsStream(), jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	alice, bob := m.Dial(0, "alice"), m.Dial(1, "bob")
+	call := alice.Invite("bob")
+	alice.Expect(messages.TypeRinging)
+	bob.Expect(messages.TypeIncoming)
+	select {
+	case body := <-got:
+		if !strings.Contains(body, call) {
+			t.Fatalf("webhook got %s", body)
+		}
+	case <-time.After(Wait):
+		t.Fatal("no webhook POST")
+	}
+	if msg, err := oc.Next(jetstream.FetchMaxWait(Wait)); err != nil || !strings.Contains(string(msg.Data()), call) {
+		t.Fatalf("tail: %v", err)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if v := logged.all(); len(v) > 0 {
+		t.Fatalf("the events login needed more than the config allows:\n%s", strings.Join(v, "\n"))
+	}
+	// Nothing else: no event of its own, no signal, no calls bucket.
+	errs := &asyncErrors{}
+	nc := connectAs(t, srv, "events", eventsPassword, errs)
+	for _, subject := range []string{names.EventSubject("forged", ""), names.UserSubject("alice"), "$KV.callmesh_calls.busy.x"} {
+		if err := nc.Publish(subject, []byte("{}")); err != nil {
+			t.Fatal(err)
+		}
+		errs.waitViolation(t, subject)
+	}
 }

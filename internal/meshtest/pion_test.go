@@ -15,6 +15,7 @@ import (
 
 	"github.com/callmesh/callmesh/gateway"
 	"github.com/callmesh/callmesh/messages"
+	"github.com/callmesh/callmesh/turnserver"
 )
 
 // TestPionPeersThroughMesh runs two real WebRTC stacks (pion) as alice on
@@ -34,13 +35,45 @@ import (
 func TestPionPeersThroughMesh(t *testing.T) {
 	// The default config hands out a public STUN server, unreachable here.
 	m := Start(t, Options{Gateway: func(c *gateway.Config) { c.ICEServers = nil }})
+	pionCall(t, m, false)
+}
+
+// TestPionPeersThroughTURN is TestPionPeersThroughMesh with the built-in
+// TURN server handed out in welcome and ice.transport_policy relay: the two
+// peers, on two gateways, connect through TURN relays only (with the
+// credentials from their welcome) and the pair ICE selects is relay on
+// both sides.
+func TestPionPeersThroughTURN(t *testing.T) {
+	const secret = "pion-turn-secret-0123456789"
+	cfg := turnserver.DefaultConfig()
+	cfg.Secret, cfg.RelayIP, cfg.UDPAddr, cfg.TCPAddr = secret, "127.0.0.1", "127.0.0.1:0", ""
+	cfg.AllowPeerCIDRs = []string{"127.0.0.0/8"} // the other peer's relay is on loopback too
+	cfg.Logger = quietLogger()
+	srv, err := turnserver.Start(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Close() })
+	m := Start(t, Options{Gateway: func(c *gateway.Config) {
+		c.ICEServers = []gateway.ICEServerConfig{{URLs: []string{"turn:" + srv.Addrs["udp"].String() + "?transport=udp"}, Secret: secret}}
+		c.ICETransportPolicy = "relay"
+	}})
+	pionCall(t, m, true)
+	if srv.Allocations() < 2 {
+		t.Errorf("%d TURN allocations, want one per peer at least", srv.Allocations())
+	}
+}
+
+// pionCall has alice on gateway 0 call bob on gateway 1 with pion peers (see
+// TestPionPeersThroughMesh); relay: through TURN only.
+func pionCall(t *testing.T, m *Mesh, relay bool) {
 	aliceC, bobC := m.Dial(0, "alice"), m.Dial(1, "bob")
 	call := Establish(aliceC, bobC)
 
 	events := make(chan pionEvent, 256)
 	done := make(chan struct{})
-	alice := newPionPeer(t, "alice", aliceC, call, true, events, done)
-	bob := newPionPeer(t, "bob", bobC, call, false, events, done)
+	alice := newPionPeer(t, "alice", aliceC, call, true, relay, events, done)
+	bob := newPionPeer(t, "bob", bobC, call, false, relay, events, done)
 	alice.other, bob.other = bob, alice
 	// Registered after the peers' own cleanups, so it runs before them: pion's
 	// callbacks during Close must not wait for a reader that has gone.
@@ -94,7 +127,7 @@ func TestPionPeersThroughMesh(t *testing.T) {
 	}
 
 	for _, p := range []*pionPeer{alice, bob} {
-		p.checkSelectedPair()
+		p.checkSelectedPair(relay)
 	}
 	// Every signal and ack has been accounted for: nothing else is on its way.
 	m.Barrier(aliceC)
@@ -164,14 +197,22 @@ func pionSettings() webrtc.SettingEngine {
 	return se
 }
 
-func newPionPeer(t *testing.T, name string, c *Client, call string, offerer bool, events chan<- pionEvent, done <-chan struct{}) *pionPeer {
+func newPionPeer(t *testing.T, name string, c *Client, call string, offerer, relay bool, events chan<- pionEvent, done <-chan struct{}) *pionPeer {
 	t.Helper()
-	// The mesh was told to hand out no ICE servers, so this is empty; a
-	// loopback connection needs none. Built from the welcome all the same.
-	if len(c.Welcome.ICEServers) != 0 {
-		t.Fatalf("%s: welcome has ice servers %+v; the mesh was configured with none", name, c.Welcome.ICEServers)
+	// Without relay the mesh was told to hand out no ICE servers, so this
+	// is empty; a loopback connection needs none. With relay, the welcome
+	// names the TURN server with this user's credentials, and the policy.
+	w := c.Welcome
+	switch {
+	case !relay && len(w.ICEServers) != 0:
+		t.Fatalf("%s: welcome has ice servers %+v; the mesh was configured with none", name, w.ICEServers)
+	case relay && (len(w.ICEServers) != 1 || !strings.HasSuffix(w.ICEServers[0].Username, ":"+c.User) || w.ICETransportPolicy != "relay"):
+		t.Fatalf("%s: welcome has ice servers %+v, policy %q; want the TURN server with credentials for %s, policy relay", name, w.ICEServers, w.ICETransportPolicy, c.User)
 	}
-	cfg := webrtc.Configuration{ICEServers: pionICEServers(c.Welcome.ICEServers)}
+	cfg := webrtc.Configuration{ICEServers: pionICEServers(w.ICEServers)}
+	if w.ICETransportPolicy == "relay" {
+		cfg.ICETransportPolicy = webrtc.ICETransportPolicyRelay
+	}
 	pc, err := webrtc.NewAPI(webrtc.WithSettingEngine(pionSettings())).NewPeerConnection(cfg)
 	if err != nil {
 		t.Fatalf("%s: new peer connection: %v", name, err)
@@ -430,10 +471,13 @@ func (p *pionPeer) awaiting() string {
 // used: the remote end of the pair ICE selected is an address p learnt
 // through the mesh (a peer-reflexive candidate would otherwise rescue a
 // corrupted one).
-func (p *pionPeer) checkSelectedPair() {
+func (p *pionPeer) checkSelectedPair(relay bool) {
 	pair, err := p.pc.SCTP().Transport().ICETransport().GetSelectedCandidatePair()
 	if err != nil || pair == nil {
 		p.t.Fatalf("%s: no selected candidate pair: %v", p.name, err)
+	}
+	if relay && (pair.Local.Typ != webrtc.ICECandidateTypeRelay || pair.Remote.Typ != webrtc.ICECandidateTypeRelay) {
+		p.t.Fatalf("%s: selected pair %s is not relay on both ends", p.name, pair)
 	}
 	remote := net.JoinHostPort(pair.Remote.Address, strconv.Itoa(int(pair.Remote.Port)))
 	if !p.relayed[remote] {

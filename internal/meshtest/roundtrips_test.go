@@ -1,10 +1,13 @@
 package meshtest
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/callmesh/callmesh/gateway"
 	"github.com/callmesh/callmesh/internal/natstest"
@@ -125,6 +128,28 @@ func TestRoundTrips(t *testing.T) {
 		fmt.Fprintf(&b, "%-38s %6d %7d  %s\n", r.op, roundTrips(r.counts, "router"), roundTrips(r.counts, "gateway"), describeCounts(r.counts))
 	}
 	t.Log(b.String())
+	// Each event costs one publish: the stream holds as many as the
+	// router published (a repeat would be a publish the stream dropped).
+	tp.settle()
+	js, err := jetstream.New(m.nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stream, err := js.Stream(context.Background(), m.names.EventsStream())
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := stream.Info(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	tp.mu.Lock()
+	published := tp.events
+	tp.mu.Unlock()
+	t.Logf("%d events, %d publishes", info.State.Msgs, published)
+	if uint64(published) != info.State.Msgs || published == 0 {
+		t.Errorf("%d event publishes for %d events in the stream", published, info.State.Msgs)
+	}
 	for _, r := range rows {
 		if n := roundTrips(r.counts, "router"); n > r.router {
 			t.Errorf("%s: %d router round trips, budget %d", r.op, n, r.router)

@@ -1,0 +1,153 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/callmesh/callmesh/events"
+	"github.com/callmesh/callmesh/messages"
+)
+
+// eventsFlags are the flags of `callmesh events`.
+type eventsFlags struct {
+	since  *time.Duration
+	all    *bool
+	follow *bool
+}
+
+func addEventsFlags(fs *flag.FlagSet) eventsFlags {
+	return eventsFlags{
+		since:  fs.Duration("since", 0, "start with the events of this long ago (0: only new ones)"),
+		all:    fs.Bool("all", false, "start with the oldest event the stream keeps"),
+		follow: fs.Bool("follow", true, "keep printing new events until interrupted; false: stop at the last one"),
+	}
+}
+
+// runEvents prints the events stream as JSON lines (docs/events.md).
+func runEvents(ctx context.Context, cfg *Config, ef eventsFlags, log *slog.Logger, out io.Writer) error {
+	nc, err := connectNATS(cfg.NATS, "events", log)
+	if err != nil {
+		return err
+	}
+	defer closeNATS(nc)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	names, err := messages.NewNames(cfg.NATS.Prefix)
+	if err != nil {
+		return configError{err}
+	}
+	oc := jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverNewPolicy}
+	switch {
+	case *ef.all:
+		oc.DeliverPolicy = jetstream.DeliverAllPolicy
+	case *ef.since > 0:
+		start := time.Now().Add(-*ef.since)
+		oc.DeliverPolicy, oc.OptStartTime = jetstream.DeliverByStartTimePolicy, &start
+	}
+	stream, err := js.Stream(ctx, names.EventsStream())
+	if err != nil {
+		return fmt.Errorf("events stream %s: %w (a router creates it)", names.EventsStream(), err)
+	}
+	info, err := stream.Info(ctx)
+	if err != nil {
+		return err
+	}
+	c, err := stream.OrderedConsumer(ctx, oc)
+	if err != nil {
+		return err
+	}
+	last := info.State.LastSeq // without --follow, stop there
+	if !*ef.follow && oc.DeliverPolicy == jetstream.DeliverNewPolicy {
+		return nil
+	}
+	for ctx.Err() == nil {
+		msgs, err := c.FetchNoWait(64)
+		if err != nil {
+			return err
+		}
+		n := 0
+		for msg := range msgs.Messages() {
+			n++
+			fmt.Fprintf(out, "%s\n", msg.Data())
+			if meta, err := msg.Metadata(); err == nil && !*ef.follow && meta.Sequence.Stream >= last {
+				return nil
+			}
+		}
+		if n == 0 {
+			if !*ef.follow {
+				return nil
+			}
+			select { // nothing new yet
+			case <-ctx.Done():
+			case <-time.After(250 * time.Millisecond):
+			}
+		}
+	}
+	return nil
+}
+
+// metricsHandler serves reg at /metrics.
+func metricsHandler(reg *prometheus.Registry) http.Handler {
+	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
+}
+
+// runWebhook runs the webhook forwarder until ctx is done, serving /healthz
+// and /metrics on webhook.http_addr unless it is empty.
+func runWebhook(ctx context.Context, cfg *Config, log *slog.Logger) error {
+	w := cfg.Webhook
+	wc := events.WebhookConfig{URL: w.URL, Secret: w.Secret, Timeout: w.Timeout, MaxAttempts: w.MaxAttempts, Durable: w.Durable}
+	if w.URL == "" || len(w.Secret) < 16 {
+		return configErrorf("webhook.url and webhook.secret (at least 16 bytes) must be set")
+	}
+	nc, err := connectNATS(cfg.NATS, "webhook", log)
+	if err != nil {
+		return err
+	}
+	defer closeNATS(nc)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	names, err := messages.NewNames(cfg.NATS.Prefix)
+	if err != nil {
+		return configError{err}
+	}
+	reg := newRegistry()
+	if w.HTTPAddr != "" {
+		ln, err := net.Listen("tcp", w.HTTPAddr)
+		if err != nil {
+			return err
+		}
+		mux := http.NewServeMux()
+		mux.HandleFunc("GET /healthz", func(rw http.ResponseWriter, _ *http.Request) {
+			if !nc.IsConnected() {
+				http.Error(rw, "unavailable", http.StatusServiceUnavailable)
+				return
+			}
+			_, _ = rw.Write([]byte("ok\n"))
+		})
+		mux.Handle("GET /metrics", metricsHandler(reg))
+		hs := newHTTPServer(mux, cfg.HTTP.HandshakeTimeout, log)
+		go func() { _ = hs.Serve(ln) }()
+		defer hs.Close()
+	}
+	log.Info("webhook forwarding", "url", w.URL, "stream", names.EventsStream())
+	err = events.Forward(ctx, js, names, wc, log, reg)
+	if errors.Is(err, context.Canceled) {
+		return nil
+	}
+	return err
+}

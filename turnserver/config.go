@@ -1,0 +1,95 @@
+package turnserver
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Config configures a TURN server. DefaultConfig documents the defaults.
+type Config struct {
+	// Realm is the TURN realm (turn.realm).
+	Realm string
+	// Secret is the shared secret of the TURN REST credentials, the same as
+	// the secret of the ice.servers entry that names this server.
+	Secret string
+	// UDPAddr and TCPAddr are where clients reach the server ("" for none).
+	UDPAddr, TCPAddr string
+	// TLSAddr, with TLSCert and TLSKey (PEM files), serves TURN over TLS.
+	TLSAddr, TLSCert, TLSKey string
+	// RelayIP is the address peers send to, written into every relayed
+	// candidate: the server's public (or private network) address.
+	RelayIP string
+	// RelayBind is the local address relay sockets bind to ("" for RelayIP).
+	RelayBind string
+	// PortMin and PortMax bound the relay ports.
+	PortMin, PortMax int
+	// UserQuota bounds one user's live allocations (0: no bound).
+	UserQuota int
+	// AllowPeerCIDRs are the peer networks a client may relay to although
+	// they are loopback, private, link-local, multicast or unspecified.
+	AllowPeerCIDRs []string
+	// Logger receives the server's logs (slog.Default() when nil).
+	Logger *slog.Logger
+	// Metrics registers the server's metrics (none when nil).
+	Metrics prometheus.Registerer
+}
+
+// DefaultConfig returns the defaults: realm callmesh, UDP and TCP on port
+// 3478, relay ports 49152–65535, 10 allocations per user, no private peers.
+func DefaultConfig() Config {
+	return Config{
+		Realm: "callmesh", UDPAddr: "0.0.0.0:3478", TCPAddr: "0.0.0.0:3478",
+		PortMin: 49152, PortMax: 65535, UserQuota: 10,
+	}
+}
+
+// Validate reports every problem with c; New calls it.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.Realm == "" {
+		errs = append(errs, errors.New("turn.realm must be set"))
+	}
+	if len(c.Secret) < 16 {
+		errs = append(errs, errors.New("turn.secret must be at least 16 bytes (the secret of the ice.servers entry)"))
+	}
+	if c.UDPAddr == "" && c.TCPAddr == "" && c.TLSAddr == "" {
+		errs = append(errs, errors.New("set at least one of turn.udp_addr, turn.tcp_addr, turn.tls_addr"))
+	}
+	if (c.TLSAddr != "") != (c.TLSCert != "" && c.TLSKey != "") {
+		errs = append(errs, errors.New("turn.tls_addr needs turn.tls_cert and turn.tls_key, and they need it"))
+	}
+	if ip := net.ParseIP(c.RelayIP); ip == nil || ip.IsUnspecified() {
+		errs = append(errs, fmt.Errorf("turn.relay_ip %q must be the IP address peers reach this server at", c.RelayIP))
+	}
+	if c.RelayBind != "" && net.ParseIP(c.RelayBind) == nil {
+		errs = append(errs, fmt.Errorf("turn.relay_bind %q is not an IP address", c.RelayBind))
+	}
+	if c.PortMin < 1 || c.PortMax > 65535 || c.PortMin > c.PortMax {
+		errs = append(errs, fmt.Errorf("turn.port_min %d and turn.port_max %d must be a range within 1–65535", c.PortMin, c.PortMax))
+	}
+	if c.UserQuota < 0 {
+		errs = append(errs, errors.New("turn.user_quota must not be negative"))
+	}
+	if _, err := parseCIDRs(c.AllowPeerCIDRs); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// parseCIDRs parses turn.allow_peer_cidrs.
+func parseCIDRs(list []string) ([]netip.Prefix, error) {
+	out := make([]netip.Prefix, 0, len(list))
+	for _, s := range list {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return nil, fmt.Errorf("turn.allow_peer_cidrs: %q: %w", s, err)
+		}
+		out = append(out, p.Masked())
+	}
+	return out, nil
+}
