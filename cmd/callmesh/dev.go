@@ -62,11 +62,17 @@ func runDev(ctx context.Context, cfg *Config, log *slog.Logger, out io.Writer) e
 	if err != nil {
 		return err
 	}
-	if err := checkGateway(ctx, cfg); err != nil {
+	if err := checkGateway(cfg); err != nil {
 		return err
 	}
 	if err := checkRouter(cfg); err != nil {
 		return err
+	}
+	if cfg.Dev.TURN {
+		t := devTURNConfig(cfg, nil, nil)
+		if err := t.Validate(); err != nil {
+			return cfg.explain(err, turnFields)
+		}
 	}
 
 	m := &devMesh{log: log, serveErr: make(chan error, cfg.Dev.Gateways)}
@@ -106,7 +112,7 @@ func devAuth(cfg *Config) (mint *gateway.MintConfig, generated bool, err error) 
 	}
 	mc := cfg.mintConfig()
 	if _, err := gateway.Mint(mc, "dev", time.Minute); err != nil {
-		return nil, false, configError{fmt.Errorf("dev tokens: %w", err)}
+		return nil, false, cfg.explain(fmt.Errorf("dev tokens: %w", err), mintFields)
 	}
 	return &mc, generated, nil
 }
@@ -161,7 +167,7 @@ func (m *devMesh) start(ctx context.Context, cfg *Config, mint *gateway.MintConf
 	}
 	r, err := router.New(cfg.routerConfig(m.log, m.gateways[0].metrics), m.routerNC)
 	if err != nil {
-		return configError{err}
+		return cfg.explain(err, routerFields)
 	}
 	if err := r.Start(ctx); err != nil {
 		return err // not kept: Shutdown of a router whose Start failed panics
@@ -186,7 +192,7 @@ func (m *devMesh) start(ctx context.Context, cfg *Config, mint *gateway.MintConf
 		gcfg.DevTokens = mint
 		gcfg.DrainTimeout = 0 // every gateway stops at once: nowhere to resume
 		if g.srv, err = gateway.New(ctx, gcfg, g.nc); err != nil {
-			return fmt.Errorf("gateway %d: %w", i, gatewayNewError(err))
+			return fmt.Errorf("gateway %d: %w", i, gatewayNewError(cfg, err))
 		}
 		g.http = newHTTPServer(withPprof(g.srv.Handler(), cfg.Debug.Pprof), cfg.HTTP.HandshakeTimeout, m.log)
 		go func() {

@@ -91,6 +91,11 @@ type Config struct {
 		TokenTTL time.Duration
 		TURN     bool
 	}
+
+	// origin is where each key's value came from, for errors (Config.source):
+	// "file PATH", "$CALLMESH_X" or "flag --key"; a key not in it has its
+	// default.
+	origin map[string]string
 }
 
 // natsConfig is where NATS is and how to log in to it.

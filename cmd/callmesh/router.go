@@ -39,14 +39,14 @@ func runRouter(ctx context.Context, cfg *Config, log *slog.Logger) error {
 		}
 		return hs.Shutdown(ctx)
 	}
-	nc, err := connectNATS(cfg.NATS, "router", log)
+	nc, err := cfg.connectNATS("router", log)
 	if err != nil {
 		return errors.Join(err, stopHTTP(context.Background()))
 	}
 	defer closeNATS(nc)
 	r, err := router.New(cfg.routerConfig(log, newRegistry()), nc)
 	if err != nil {
-		return errors.Join(configError{err}, stopHTTP(context.Background()))
+		return errors.Join(cfg.explain(err, routerFields), stopHTTP(context.Background()))
 	}
 	startCtx, started := whileStarting(ctx, nc)
 	err = r.Start(startCtx)

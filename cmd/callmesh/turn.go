@@ -30,7 +30,7 @@ func runTURN(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	reg := newRegistry()
 	tc := cfg.turnConfig(log, reg)
 	if err := tc.Validate(); err != nil {
-		return configError{err}
+		return cfg.explain(err, turnFields)
 	}
 	srv, err := turnserver.Start(tc)
 	if err != nil {
