@@ -3,7 +3,8 @@ package main
 // callmesh dev: the whole mesh in one process, for a laptop. An embedded
 // NATS server with JetStream, one router and dev.gateways gateways, each
 // with its own NATS connection as if it ran on its own machine. Anyone can
-// get a token for any user at /dev/token: never expose it.
+// get a token for any user at /dev/token: never expose it. Every call and
+// room event is logged at info (devevents.go).
 
 import (
 	"context"
@@ -42,6 +43,7 @@ type devMesh struct {
 	router    *router.Router
 	turn      *turnserver.Server // dev.turn
 	turnNote  string
+	events    *devEvents // call and room events, logged at info
 	gateways  []*devGateway
 	serveErr  chan error
 }
@@ -173,6 +175,9 @@ func (m *devMesh) start(ctx context.Context, cfg *Config, mint *gateway.MintConf
 		return err // not kept: Shutdown of a router whose Start failed panics
 	}
 	m.router = r
+	if err := m.startEvents(ctx, cfg, m.nats.ClientURL(), inProcess); err != nil {
+		return err
+	}
 
 	if cfg.Dev.TURN { // before the gateways: it joins ice.servers
 		if err := m.startTURN(cfg, m.gateways[0].metrics); err != nil {
@@ -243,6 +248,9 @@ func (m *devMesh) close(ctx context.Context) error {
 		if g.nc != nil {
 			closeNATS(g.nc)
 		}
+	}
+	if m.events != nil {
+		m.events.close()
 	}
 	if m.router != nil {
 		errs = append(errs, m.router.Shutdown(ctx))
