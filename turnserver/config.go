@@ -1,6 +1,7 @@
 package turnserver
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -66,6 +67,10 @@ func (c *Config) Validate() error {
 	}
 	if (c.TLSAddr != "") != (c.TLSCert != "" && c.TLSKey != "") {
 		bad("a TLS listen address needs a certificate and a key, and they need it", "TLSAddr", "TLSCert", "TLSKey")
+	} else if c.TLSAddr != "" {
+		if _, err := tls.LoadX509KeyPair(c.TLSCert, c.TLSKey); err != nil {
+			bad(err.Error(), "TLSCert", "TLSKey")
+		}
 	}
 	if ip := net.ParseIP(c.RelayIP); ip == nil || ip.IsUnspecified() {
 		bad("must be the IP address peers reach this server at (not 0.0.0.0)", "RelayIP")

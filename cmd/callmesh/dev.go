@@ -131,7 +131,7 @@ func (m *devMesh) start(ctx context.Context, cfg *Config, mint *gateway.MintConf
 		}
 		ln, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(p)))
 		if err != nil {
-			return fmt.Errorf("gateway %d: %w", i, err)
+			return fmt.Errorf("gateway %d: %s: %w", i, cfg.describe("http.addr"), err)
 		}
 		m.gateways = append(m.gateways, &devGateway{ln: ln, metrics: newRegistry()})
 	}

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"time"
 
@@ -127,7 +126,7 @@ func runWebhook(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	}
 	reg := newRegistry()
 	if w.HTTPAddr != "" {
-		ln, err := net.Listen("tcp", w.HTTPAddr)
+		ln, err := cfg.listen("webhook.http_addr")
 		if err != nil {
 			return err
 		}

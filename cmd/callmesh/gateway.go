@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"time"
 
@@ -30,7 +29,7 @@ func runGateway(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	if err := checkGateway(cfg); err != nil {
 		return err
 	}
-	ln, err := net.Listen("tcp", cfg.HTTP.Addr)
+	ln, err := cfg.listen("http.addr")
 	if err != nil {
 		return err
 	}

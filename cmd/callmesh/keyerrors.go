@@ -8,6 +8,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"net"
 	"strconv"
 	"strings"
 	"time"
@@ -18,18 +19,36 @@ import (
 
 // explain is err, from the validation of a component config that c built
 // (fields maps its fields to keys), as a configError whose field errors
-// name keys (keyError). nil stays nil.
+// name keys (nameKeys). nil stays nil.
 func (c *Config) explain(err error, fields componentFields) error {
 	if err == nil {
 		return nil
 	}
-	return configError{fielderr.Rewrite(err, func(fe *fielderr.Error) error {
+	return configError{c.nameKeys(err, fields)}
+}
+
+// nameKeys is err, from a component whose config c built (fields maps its
+// fields to keys), with each field error told as a keyError.
+func (c *Config) nameKeys(err error, fields componentFields) error {
+	return fielderr.Rewrite(err, func(fe *fielderr.Error) error {
 		keys := make([]string, len(fe.Fields))
 		for i, f := range fe.Fields {
 			keys[i] = c.keyOf(fields, f)
 		}
 		return c.keyError(fe.Reason, keys...)
-	})}
+	})
+}
+
+// listen listens on the TCP address of key (a string key), naming the key
+// when it cannot: a busy port is not a config error, but the key is where
+// to change it.
+func (c *Config) listen(key string) (net.Listener, error) {
+	addr := byKey[key].field(c).(*string)
+	ln, err := net.Listen("tcp", *addr)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", c.describe(key), err)
+	}
+	return ln, nil
 }
 
 // keyOf is the key that set field, or the field's Go name when none did.

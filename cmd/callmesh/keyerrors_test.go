@@ -8,6 +8,7 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -110,6 +111,7 @@ func TestConfigErrorsNameKeys(t *testing.T) {
 		{cmd: "turn", args: turnOK[1:], key: "turn.secret", byDefault: true},
 		{cmd: "turn", args: with(turnOK, "--turn.tcp_addr="), key: "turn.udp_addr", value: "", also: []string{"turn.tcp_addr", "turn.tls_addr"}},
 		{cmd: "turn", args: turnOK, key: "turn.tls_addr", value: "127.0.0.1:5349", also: []string{"turn.tls_cert", "turn.tls_key"}},
+		{cmd: "turn", args: with(turnOK, "--turn.tls_addr=127.0.0.1:0", "--turn.tls_key="+notPEM), key: "turn.tls_cert", value: missing, also: []string{"turn.tls_key"}},
 		{cmd: "turn", args: []string{turnOK[0]}, key: "turn.relay_ip", byDefault: true},
 		{cmd: "turn", args: turnOK[:1], key: "turn.relay_ip", value: "0.0.0.0"},
 		{cmd: "turn", args: turnOK, key: "turn.relay_bind", value: "here"},
@@ -227,6 +229,41 @@ func TestFieldKeys(t *testing.T) {
 			if byKey[key] == nil {
 				t.Errorf("%v.%s maps to %s, which is no key", typ, field, key)
 			}
+		}
+	}
+}
+
+// TestListenNamesKey: an address that cannot be listened on (here: in use)
+// is no config error (exit code 1), but the message names the key to
+// change and where its value came from.
+func TestListenNamesKey(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	udp, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer udp.Close()
+	addr, udpAddr := busy.Addr().String(), udp.LocalAddr().String()
+	for _, tt := range []struct {
+		args    []string
+		environ []string
+		want    string
+	}{
+		{[]string{"router", "--nats.url=nats://127.0.0.1:1", "--router.http_addr", addr}, nil,
+			"router.http_addr = " + addr + " (from flag --router.http_addr; env CALLMESH_ROUTER_HTTP_ADDR): listen tcp " + addr},
+		{[]string{"gateway", "--nats.url=nats://127.0.0.1:1", "--jwt.secret", strings.Repeat("s", 32)}, []string{"CALLMESH_HTTP_ADDR=" + addr},
+			"http.addr = " + addr + " (from $CALLMESH_HTTP_ADDR): listen tcp " + addr},
+		{[]string{"turn", "--turn.secret", strings.Repeat("t", 16), "--turn.relay_ip=127.0.0.1", "--turn.tcp_addr=", "--turn.http_addr=", "--turn.udp_addr", udpAddr}, nil,
+			"turn.udp_addr = " + udpAddr + " (from flag --turn.udp_addr; env CALLMESH_TURN_UDP_ADDR): listen udp " + udpAddr},
+	} {
+		var stdout, stderr bytes.Buffer
+		code := Run(context.Background(), tt.args, tt.environ, &stdout, &stderr)
+		if code != 1 || !strings.Contains(stderr.String(), tt.want) {
+			t.Errorf("%s: exit code %d, want 1 with %q; stderr:\n%s", tt.args[0], code, tt.want, stderr.String())
 		}
 	}
 }

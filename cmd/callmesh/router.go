@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 
 	"github.com/callmesh/callmesh/router"
@@ -25,7 +24,7 @@ func runRouter(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	front := &startingHandler{}
 	serveErr := make(chan error, 1)
 	if cfg.Router.HTTPAddr != "" {
-		ln, err := net.Listen("tcp", cfg.Router.HTTPAddr)
+		ln, err := cfg.listen("router.http_addr")
 		if err != nil {
 			return err
 		}
