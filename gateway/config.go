@@ -239,35 +239,30 @@ func (c *Config) Validate() error {
 	if c.MaxDataBytes < 1 || int64(c.MaxDataBytes) > c.MaxMessageBytes {
 		bad("data must be at least 1 byte and at most the largest message", "MaxDataBytes", "MaxMessageBytes")
 	}
+	// Token buckets: a connect rate of 0 means no limit; the others must limit.
 	for _, r := range []struct {
 		rate, burst string
 		r           float64
 		b           int
-	}{{"MessageRate", "MessageBurst", c.MessageRate, c.MessageBurst}, {"InviteRate", "InviteBurst", c.InviteRate, c.InviteBurst}} {
-		if r.r <= 0 {
+		zeroIsOff   bool
+	}{
+		{"MessageRate", "MessageBurst", c.MessageRate, c.MessageBurst, false},
+		{"InviteRate", "InviteBurst", c.InviteRate, c.InviteBurst, false},
+		{"ByteRate", "ByteBurst", c.ByteRate, c.ByteBurst, false},
+		{"AddrConnectRate", "AddrConnectBurst", c.AddrConnectRate, c.AddrConnectBurst, true},
+		{"UserConnectRate", "UserConnectBurst", c.UserConnectRate, c.UserConnectBurst, true},
+	} {
+		switch {
+		case r.r < 0 && r.zeroIsOff:
+			bad("must not be negative (0: no limit)", r.rate)
+		case r.r <= 0 && !r.zeroIsOff:
 			bad("must be positive", r.rate)
+		case r.b < 1 && r.r > 0:
+			bad("the burst must be at least 1 while the rate limits", r.burst, r.rate)
 		}
-		if r.b < 1 {
-			bad("must be at least 1", r.burst)
-		}
-	}
-	if c.ByteRate <= 0 {
-		bad("must be positive", "ByteRate")
 	}
 	if int64(c.ByteBurst) < c.MaxMessageBytes {
 		bad("the burst must be at least the largest message, or some messages could never pass", "ByteBurst", "MaxMessageBytes")
-	}
-	for _, r := range []struct {
-		rate, burst string
-		r           float64
-		b           int
-	}{{"AddrConnectRate", "AddrConnectBurst", c.AddrConnectRate, c.AddrConnectBurst}, {"UserConnectRate", "UserConnectBurst", c.UserConnectRate, c.UserConnectBurst}} {
-		if r.r < 0 {
-			bad("must not be negative", r.rate)
-		}
-		if r.r > 0 && r.b < 1 {
-			bad("the burst must be at least 1 while the rate limits", r.burst, r.rate)
-		}
 	}
 	if c.MaxConnsPerUser < 0 {
 		bad("must not be negative", "MaxConnsPerUser")
