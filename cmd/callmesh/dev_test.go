@@ -145,14 +145,26 @@ type client struct {
 	user   string
 	ws     *websocket.Conn
 	frames chan map[string]any
-	closed chan error // the error that ended reading
+	closed chan error     // the error that ended reading
+	resume string         // welcome.data.resume
+	data   map[string]any // welcome.data
 }
 
 func dial(t *testing.T, addr, token string) *client {
 	t.Helper()
+	return dialResume(t, addr, token, "")
+}
+
+// dialResume connects with the resume token resume, if not empty.
+func dialResume(t *testing.T, addr, token, resume string) *client {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
-	ws, _, err := websocket.Dial(ctx, "ws://"+addr+"/ws?access_token="+url.QueryEscape(token), nil)
+	u := "ws://" + addr + "/ws?access_token=" + url.QueryEscape(token)
+	if resume != "" {
+		u += "&resume=" + url.QueryEscape(resume)
+	}
+	ws, _, err := websocket.Dial(ctx, u, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -176,6 +188,8 @@ func dial(t *testing.T, addr, token string) *client {
 	welcome := c.next(t, "welcome")
 	data, _ := welcome["data"].(map[string]any)
 	c.user, _ = data["user"].(string)
+	c.resume, _ = data["resume"].(string)
+	c.data = data
 	if c.user == "" {
 		t.Fatalf("welcome without user: %v", welcome)
 	}
