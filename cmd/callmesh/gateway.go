@@ -29,6 +29,10 @@ func runGateway(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	if err := checkGateway(cfg); err != nil {
 		return err
 	}
+	mint, err := gatewayDevTokens(cfg, log)
+	if err != nil {
+		return err
+	}
 	ln, err := cfg.listen("http.addr")
 	if err != nil {
 		return err
@@ -44,7 +48,7 @@ func runGateway(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	if err != nil {
 		return errors.Join(err, hs.Shutdown(context.Background()))
 	}
-	gcfg.ID = id
+	gcfg.ID, gcfg.DevTokens = id, mint
 	nc, err := cfg.connectNATS("gateway", log, inbox)
 	if err != nil {
 		return errors.Join(err, hs.Shutdown(context.Background()))

@@ -93,6 +93,8 @@ func TestConfigErrorsNameKeys(t *testing.T) {
 		{cmd: "gateway", args: []string{nowhere, jwtSecret}, key: "limits.send_queue", value: "1"},
 		{cmd: "gateway", args: []string{nowhere, jwtSecret}, key: "http.origin_patterns", value: "[app"},
 		{cmd: "gateway", args: []string{nowhere, jwtSecret}, key: "ice.transport_policy", value: "none"},
+		// http.dev_tokens: the gateway must be able to sign what it accepts.
+		{cmd: "gateway", args: []string{nowhere, "--jwt.alg=EdDSA", "--jwt.key_file=" + edPublic, "--http.dev_tokens=true"}, key: "jwt.signing_key_file", value: notPEM},
 
 		// router, and the events stream it keeps.
 		{cmd: "router", args: []string{nowhere}, key: "call.ring_timeout", value: "0s"},

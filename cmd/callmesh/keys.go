@@ -18,6 +18,7 @@ type Config struct {
 		Addr             string
 		OriginPatterns   []string
 		Demo             bool
+		DevTokens        bool
 		DrainTimeout     time.Duration
 		HandshakeTimeout time.Duration
 	}
@@ -131,7 +132,8 @@ var settings = []setting{
 	{"nats.tls_key", "", "PEM private key of nats.tls_cert", func(c *Config) any { return &c.NATS.TLSKey }},
 
 	{"http.addr", "127.0.0.1:8080", "gateway listen address; dev gateway i listens on port+i, port 0 picks free ports", func(c *Config) any { return &c.HTTP.Addr }},
-	{"http.demo", "false", "serve the demo page at / (dev always does); outside dev it signs in with a pasted token (callmesh token); /callmesh.js is always served", func(c *Config) any { return &c.HTTP.Demo }},
+	{"http.demo", "false", "serve the demo page at / (dev always does); outside dev it signs in by name with http.dev_tokens, otherwise with a pasted token (callmesh token); /callmesh.js is always served", func(c *Config) any { return &c.HTTP.Demo }},
+	{"http.dev_tokens", "false", "serve GET /dev/token?user=NAME, a token for any user to anyone who asks (dev.token_ttl, every room), and sign-in by name on the demo page; for a local stack only, never where others can reach the gateway (dev always does)", func(c *Config) any { return &c.HTTP.DevTokens }},
 	{"http.drain_timeout", "10s", "on SIGTERM a gateway sends goaway and waits this long for clients to resume elsewhere, then closes the rest with 1012 (dev stops at once)", func(c *Config) any { return &c.HTTP.DrainTimeout }},
 	{"http.origin_patterns", "", "browser origins allowed besides the gateway's own (host patterns; dev allows * when empty)", func(c *Config) any { return &c.HTTP.OriginPatterns }},
 	{"http.handshake_timeout", "10s", "a client must send its whole HTTP request (the WebSocket handshake) within this, or the connection is closed", func(c *Config) any { return &c.HTTP.HandshakeTimeout }},
@@ -218,7 +220,7 @@ var settings = []setting{
 	{"dev.store_dir", "", "dev: JetStream directory, kept (default: a temp dir removed on exit)", func(c *Config) any { return &c.Dev.StoreDir }},
 	{"dev.nats_port", "4222", "dev: embedded NATS port on 127.0.0.1; a random one if busy or 0", func(c *Config) any { return &c.Dev.NATSPort }},
 	{"dev.turn", "true", "dev: run the built-in TURN server on 127.0.0.1 (port of turn.udp_addr, a free one if busy) and hand it out in welcome", func(c *Config) any { return &c.Dev.TURN }},
-	{"dev.token_ttl", "1h", "dev: lifetime of tokens from /dev/token", func(c *Config) any { return &c.Dev.TokenTTL }},
+	{"dev.token_ttl", "1h", "lifetime of tokens from /dev/token (dev, http.dev_tokens)", func(c *Config) any { return &c.Dev.TokenTTL }},
 }
 
 // Short flag aliases: flag name → key.

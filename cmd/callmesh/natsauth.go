@@ -17,8 +17,8 @@ import (
 //go:embed natsauth.tmpl
 var natsAuthTemplate string
 
-// defaultGatewayNames are the gateways of the shipped deploy/nats-auth.conf
-// and docker-compose.yml.
+// defaultGatewayNames are the gateways of the shipped deploy/nats-auth.conf,
+// each with a login of its own.
 const defaultGatewayNames = "gateway-1,gateway-2"
 
 func addNATSAuthFlags(fs *flag.FlagSet) *string {

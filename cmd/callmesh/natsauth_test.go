@@ -7,20 +7,31 @@ import (
 	"testing"
 )
 
-// The shipped deploy/nats-auth.conf is what `callmesh nats-auth` prints
-// for the compose file's gateways: regenerate it after changing the
-// template.
+// composeGatewayName is the one login, and name, of all the gateways of
+// docker-compose.yml: replicas of one service, scaled with --scale, cannot
+// each have their own.
+const composeGatewayName = "gateway"
+
+// The shipped NATS authorizations are what `callmesh nats-auth` prints:
+// deploy/nats-auth.conf for two gateways with their own logins,
+// deploy/compose/nats-auth.conf for the compose stack's pool of gateways
+// sharing the login `gateway`. Regenerate them after changing the template.
 func TestShippedNATSAuthIsGenerated(t *testing.T) {
-	var out, errs bytes.Buffer
-	if code := Run(t.Context(), []string{"nats-auth", "--gateway-names", defaultGatewayNames}, nil, &out, &errs); code != 0 {
-		t.Fatalf("exit %d: %s", code, errs.String())
-	}
-	shipped, err := os.ReadFile("../../deploy/nats-auth.conf")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(out.Bytes(), shipped) {
-		t.Fatal("deploy/nats-auth.conf differs from `callmesh nats-auth`: go run ./cmd/callmesh nats-auth > deploy/nats-auth.conf")
+	for file, names := range map[string]string{
+		"deploy/nats-auth.conf":         defaultGatewayNames,
+		"deploy/compose/nats-auth.conf": composeGatewayName,
+	} {
+		var out, errs bytes.Buffer
+		if code := Run(t.Context(), []string{"nats-auth", "--gateway-names", names}, nil, &out, &errs); code != 0 {
+			t.Fatalf("exit %d: %s", code, errs.String())
+		}
+		shipped, err := os.ReadFile("../../" + file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(out.Bytes(), shipped) {
+			t.Errorf("%s differs from `callmesh nats-auth`: go run ./cmd/callmesh nats-auth --gateway-names %s > %s", file, names, file)
+		}
 	}
 }
 

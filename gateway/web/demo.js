@@ -99,7 +99,7 @@ el.disconnect.addEventListener("click", () => {
 window.addEventListener("pagehide", () => demo.mesh?.close());
 
 // How this gateway signs people in: "dev" (GET /dev/token mints a token for any name; callmesh dev
-// only) or "token" (paste a JWT the gateway accepts). The gateway says which in <body data-signin>.
+// and http.dev_tokens, for local use only) or "token" (paste a JWT the gateway accepts). The gateway says which in <body data-signin>.
 const signin = document.body.dataset.signin === "dev" ? "dev" : "token";
 
 async function connect() {
@@ -179,7 +179,7 @@ function tokenUser(jwt) {
   }
 }
 
-/** A dev token from this gateway (dev mode only: anyone can be anyone). @param {string} name */
+/** A dev token from this gateway (callmesh dev, http.dev_tokens: anyone can be anyone). @param {string} name */
 async function devToken(name) {
   const res = await fetch(`/dev/token?user=${encodeURIComponent(name)}`, { cache: "no-store" });
   const body = await res.json().catch(() => ({}));

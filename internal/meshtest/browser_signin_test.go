@@ -26,7 +26,8 @@ func TestBrowserTokenSignIn(t *testing.T) {
 	alice := s.open(t, "alice", m.Gateways[0].HTTP.URL+"/", laptop)
 
 	alice.waitFor(t, "the token sign-in: #token, no #user", `document.body.dataset.signin === "token" && `+
-		usable("token")+` && document.getElementById("user").getClientRects().length === 0`)
+		usable("token")+` && document.getElementById("user").getClientRects().length === 0 &&
+		document.getElementById("dev-signin-note").getClientRects().length === 0`)
 	alice.waitFor(t, "the sign-in explanation with the command, in view", `(() => {
 		const help = document.getElementById("signin-help");
 		const r = help.getBoundingClientRect();

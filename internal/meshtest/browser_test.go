@@ -437,6 +437,8 @@ func (s *session) open(t *testing.T, name, url string, vp viewport) *page {
 // connect logs in as user through the page's UI.
 func (p *page) connect(t *testing.T, user string) {
 	t.Helper()
+	p.waitFor(t, "the note that sign-in by name is for local use only", `(n => n.getClientRects().length > 0 &&
+		/For local use only/.test(n.textContent))(document.getElementById("dev-signin-note"))`)
 	p.typeInto(t, "user", user)
 	p.click(t, "connect")
 	p.waitFor(t, fmt.Sprintf("#status to contain %q", "connected as "+user), fmt.Sprintf(
