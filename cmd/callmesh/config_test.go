@@ -303,8 +303,9 @@ func TestDefaultsMatchComponents(t *testing.T) {
 	}
 }
 
-// TestComposeUsesKnownKeys keeps docker-compose.yml (validated, never run,
-// here) true to the config: every CALLMESH_ variable it sets is a key.
+// TestComposeUsesKnownKeys keeps docker-compose.yml (run by the compose
+// test, internal/composetest) true to the config: every CALLMESH_ variable
+// it sets is a key.
 func TestComposeUsesKnownKeys(t *testing.T) {
 	b, err := os.ReadFile("../../docker-compose.yml")
 	if err != nil {

@@ -49,7 +49,13 @@ type event struct {
 // connect signs user in through the demo's sign-in and connects.
 func connect(s *stack, user string) *client {
 	s.t.Helper()
-	c := &client{t: s.t, s: s, user: user, token: s.devToken(user), closes: map[int]error{}, seen: map[string]bool{},
+	return connectWith(s, user, s.devToken(user))
+}
+
+// connectWith connects user with token, trying until wait has passed.
+func connectWith(s *stack, user, token string) *client {
+	s.t.Helper()
+	c := &client{t: s.t, s: s, user: user, token: token, closes: map[int]error{}, seen: map[string]bool{},
 		events: make(chan event, 1024)}
 	waitFor(s.t, wait, user+" connected", func() error { return logged(s.t, c.dial(false)) })
 	s.t.Cleanup(func() {

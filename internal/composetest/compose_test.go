@@ -150,6 +150,36 @@ func TestCompose(t *testing.T) {
 		return promAtLeast(s, `sum(callmesh_router_calls_ended_total{reason="hangup"})`, 2)
 	})
 	checkDashboardQueries(t, s)
+	checkCommands(t, s, call, call2)
+}
+
+// checkCommands runs the commands the compose file's comments and README
+// give: a token minted with `docker compose run --rm router token` signs in
+// through the load balancer, and `... router events` with the events login
+// prints the calls' events, their ends included.
+func checkCommands(t *testing.T, s *stack, calls ...string) {
+	t.Helper()
+	token := strings.TrimSpace(s.composeRun("router", "token", "--user", "erin"))
+	erin := connectWith(s, "erin", token)
+	if erin.welcome.User != "erin" {
+		t.Fatalf("minted token signed in as %q", erin.welcome.User)
+	}
+	erin.bye()
+
+	out := s.composeRun("-e", "CALLMESH_NATS_USER=events", "-e", "CALLMESH_NATS_PASSWORD="+s.secrets["NATS_EVENTS_PASSWORD"],
+		"router", "events", "--all", "--follow=false")
+	for _, call := range calls {
+		found := false
+		for line := range strings.Lines(out) {
+			var e struct{ Type, Call, Reason string }
+			if json.Unmarshal([]byte(line), &e) == nil && e.Type == "call.ended" && e.Call == call && e.Reason == "hangup" {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("callmesh events printed no call.ended of %s by hangup:\n%s", call, out)
+		}
+	}
 }
 
 // connectElsewhere connects user through the load balancer until it lands

@@ -2,8 +2,10 @@ package composetest
 
 import (
 	"encoding/json"
+	"io/fs"
 	"maps"
 	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -32,6 +34,7 @@ type panel struct {
 	Type       string
 	Title      string
 	Datasource *datasourceRef
+	GridPos    struct{ X, Y, W, H int }
 	Targets    []struct {
 		Expr       string
 		Datasource *datasourceRef
@@ -46,9 +49,6 @@ func readDashboard(t *testing.T) dashboard {
 	b, err := os.ReadFile(dashboardFile)
 	if err != nil {
 		t.Fatal(err)
-	}
-	if strings.Contains(string(b), "${DS_") {
-		t.Errorf("%s names a data source input (${DS_…}): the export-for-sharing form, which provisioning cannot fill", dashboardFile)
 	}
 	var d dashboard
 	if err := json.Unmarshal(b, &d); err != nil {
@@ -85,6 +85,9 @@ func dashboardExprs(t *testing.T) []string {
 // source a Grafana has.
 func TestDashboardIsProvisionable(t *testing.T) {
 	d := readDashboard(t)
+	if b, _ := os.ReadFile(dashboardFile); strings.Contains(string(b), "${DS_") {
+		t.Errorf("%s names a data source input (${DS_…}): the export-for-sharing form, which provisioning cannot fill", dashboardFile)
+	}
 	if d.Inputs != nil {
 		t.Errorf("the dashboard has __inputs: the export-for-sharing form, which provisioning does not fill")
 	}
@@ -125,22 +128,58 @@ func TestDashboardIsProvisionable(t *testing.T) {
 	if queries == 0 {
 		t.Fatal("the dashboard has no queries")
 	}
+	// Panels lie on Grafana's 24-column grid without overlapping.
+	type cell struct{ x, y int }
+	taken := map[cell]string{}
+	for _, p := range allPanels(d.Panels) {
+		g := p.GridPos
+		if g.W <= 0 || g.H <= 0 || g.X < 0 || g.X+g.W > 24 {
+			t.Errorf("panel %q: gridPos %+v off the 24-column grid", p.Title, g)
+		}
+	cells:
+		for x := g.X; x < g.X+g.W; x++ {
+			for y := g.Y; y < g.Y+g.H; y++ {
+				if other, ok := taken[cell{x, y}]; ok {
+					t.Errorf("panel %q overlaps %q at (%d, %d)", p.Title, other, x, y)
+					break cells
+				}
+				taken[cell{x, y}] = p.Title
+			}
+		}
+	}
 }
 
-// Every metric the dashboard queries is one callmesh exports: a gateway's,
-// a router's or the TURN server's (their metrics.go), or Prometheus's own
-// `up`. A renamed metric would leave a panel silently empty.
+// Every metric the dashboard queries is one callmesh exports (a metric
+// name in its Go sources: gateways', routers', the TURN server's), or
+// Prometheus's own `up`. A renamed metric would leave a panel silently
+// empty.
 func TestDashboardMetricsExist(t *testing.T) {
 	defined := map[string]bool{}
 	name := regexp.MustCompile(`Name: *"(callmesh_[a-z_]+)"`)
-	for _, file := range []string{"../../gateway/metrics.go", "../../router/metrics.go", "../../turnserver/metrics.go"} {
-		b, err := os.ReadFile(file)
+	err := filepath.WalkDir("../..", func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
-			t.Fatal(err)
+			return err
+		}
+		if d.IsDir() && strings.HasPrefix(d.Name(), ".") && path != "../.." {
+			return filepath.SkipDir
+		}
+		if d.IsDir() || !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
+			return nil
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
 		}
 		for _, m := range name.FindAllStringSubmatch(string(b), -1) {
 			defined[m[1]] = true
 		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !defined["callmesh_gateway_connections"] || !defined["callmesh_router_requests_total"] {
+		t.Fatalf("found only %d metrics in the sources: %v", len(defined), slices.Sorted(maps.Keys(defined)))
 	}
 	used := regexp.MustCompile(`\bcallmesh_[a-z_]+`)
 	seen := map[string]bool{}

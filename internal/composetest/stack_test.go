@@ -36,9 +36,10 @@ const (
 type stack struct {
 	t       *testing.T
 	project string
-	env     []string // the compose command's environment: secrets and ports
-	lbPort  int      // the load balancer on 127.0.0.1
-	promURL string   // Prometheus on 127.0.0.1
+	env     []string          // the compose command's environment: secrets and ports
+	lbPort  int               // the load balancer on 127.0.0.1
+	promURL string            // Prometheus on 127.0.0.1
+	secrets map[string]string // the secrets of .env, by variable
 }
 
 // up starts the stack with scale replicas per service given and registers
@@ -54,16 +55,18 @@ func up(t *testing.T, scale map[string]int) *stack {
 	promPort := freePort(t)
 	s.promURL = fmt.Sprintf("http://127.0.0.1:%d", promPort)
 	s.env = append(os.Environ(),
-		"CALLMESH_PORT="+strconv.Itoa(s.lbPort),
+		"LB_PORT="+strconv.Itoa(s.lbPort),
 		"PROMETHEUS_PORT="+strconv.Itoa(promPort),
 		"GRAFANA_PORT="+strconv.Itoa(freePort(t)),
 		"TURN_PORT="+strconv.Itoa(freeTURNPort(t)),
 	)
 	relayMin := freeUDPRange(t, 8)
 	s.env = append(s.env, "TURN_RELAY_PORT_MIN="+strconv.Itoa(relayMin), "TURN_RELAY_PORT_MAX="+strconv.Itoa(relayMin+7))
+	s.secrets = map[string]string{}
 	for _, v := range []string{"CALLMESH_JWT_SECRET", "CALLMESH_TURN_SECRET", "NATS_CLUSTER_PASSWORD",
 		"NATS_ROUTER_PASSWORD", "NATS_GATEWAY_PASSWORD", "NATS_EVENTS_PASSWORD"} {
-		s.env = append(s.env, v+"="+randomHex(32))
+		s.secrets[v] = randomHex(32)
+		s.env = append(s.env, v+"="+s.secrets[v])
 	}
 	t.Cleanup(s.down)
 	args := []string{"up", "-d", "--no-build"}
@@ -97,18 +100,37 @@ func (s *stack) compose(args ...string) string {
 }
 
 func (s *stack) composeOutput(args ...string) (string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	cmd, cancel := s.composeCommand(args...)
 	defer cancel()
-	root, err := filepath.Abs("../..")
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+// composeRun runs `docker compose run --rm args...` (options, the
+// service, its command): a one-off container, without starting the
+// service's dependencies again. It returns what the command printed on
+// stdout.
+func (s *stack) composeRun(args ...string) string {
+	s.t.Helper()
+	cmd, cancel := s.composeCommand(append([]string{"run", "--rm", "--no-deps", "-T"}, args...)...)
+	defer cancel()
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
 	if err != nil {
-		return "", err
+		s.t.Fatalf("docker-compose run %s: %v\n%s%s", strings.Join(args, " "), err, out, stderr.String())
 	}
+	return string(out)
+}
+
+func (s *stack) composeCommand(args ...string) (*exec.Cmd, context.CancelFunc) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	root, _ := filepath.Abs("../..") // the working directory of a test is its package's
 	base := []string{"-p", s.project, "-f", filepath.Join(root, "docker-compose.yml"), "-f", filepath.Join(root, "docker-compose.ci.yml")}
 	name, pre := composeCommand()
 	cmd := exec.CommandContext(ctx, name, append(append(pre, base...), args...)...)
 	cmd.Dir, cmd.Env = root, s.env
-	out, err := cmd.CombinedOutput()
-	return string(out), err
+	return cmd, cancel
 }
 
 // composeCommand is docker-compose, or what $COMPOSE names (e.g. "docker
