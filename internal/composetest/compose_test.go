@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"os/exec"
 	"slices"
 	"strconv"
@@ -28,8 +29,9 @@ const gateways = 4
 // resumes elsewhere, the old socket is closed with 4001, the gateway exits
 // 0 with every client moved); the NATS node leading the calls bucket killed
 // (the call goes on, new calls work once JetStream has elected new
-// leaders). Prometheus scrapes every gateway, router and TURN server, and
-// every query of the Grafana dashboard runs on it.
+// leaders, and the node rejoins when started again). Prometheus scrapes
+// every gateway, router and TURN server, and every query of the Grafana
+// dashboard runs on it. README's token and events commands work.
 func TestCompose(t *testing.T) {
 	s := up(t, map[string]int{"gateway": gateways})
 	s.waitReady()
@@ -123,7 +125,8 @@ func TestCompose(t *testing.T) {
 	// docker kill the NATS node leading the calls bucket.
 	leader := s.streamLeader("KV_callmesh_calls")
 	t.Logf("killing %s, leader of KV_callmesh_calls", leader)
-	s.docker("kill", s.running(leader)[0].ID)
+	dead := s.running(leader)[0]
+	s.docker("kill", dead.ID)
 	exchange(alice, bob, call, 30)
 	carol := connect(s, "carol")
 	dave := connectElsewhere(s, "dave", carol)
@@ -150,6 +153,16 @@ func TestCompose(t *testing.T) {
 		return promAtLeast(s, `sum(callmesh_router_calls_ended_total{reason="hangup"})`, 2)
 	})
 	checkDashboardQueries(t, s)
+
+	// The NATS node comes back with its store and catches up.
+	s.docker("start", dead.ID)
+	waitFor(t, startWait, leader+" back, JetStream current", func() error {
+		c := s.inspect(dead.ID)
+		if code, body := get("http://" + c.IP + ":8222/healthz"); code != http.StatusOK {
+			return fmt.Errorf("%s /healthz: %d %s", leader, code, body)
+		}
+		return nil
+	})
 	checkCommands(t, s, call, call2)
 }
 

@@ -118,7 +118,11 @@ func (s *stack) composeRun(args ...string) string {
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
 	if err != nil {
-		s.t.Fatalf("docker-compose run %s: %v\n%s%s", strings.Join(args, " "), err, out, stderr.String())
+		shown := strings.Join(args, " ")
+		for _, secret := range s.secrets {
+			shown = strings.ReplaceAll(shown, secret, "…")
+		}
+		s.t.Fatalf("docker-compose run %s: %v\n%s%s", shown, err, out, stderr.String())
 	}
 	return string(out)
 }
