@@ -274,27 +274,6 @@ func (c *client) bye() {
 	c.ws = nil
 }
 
-// establish has caller call callee, callee answer, and returns the call.
-func establish(caller, callee *client) string {
-	caller.t.Helper()
-	call := caller.do(&messages.Envelope{Type: messages.TypeInvite, To: callee.user}).Call
-	caller.expect(messages.TypeRinging, call)
-	callee.expect(messages.TypeIncoming, call)
-	callee.do(&messages.Envelope{Type: messages.TypeAccept, Call: call})
-	callee.expect(messages.TypeAccepted, call)
-	caller.expect(messages.TypeAccepted, call)
-	return call
-}
-
-// exchange checks that the call goes on: a signal each way arrives.
-func exchange(a, b *client, call string, n int) {
-	a.t.Helper()
-	a.signal(call, n)
-	b.expectSignal(call, n)
-	b.signal(call, n+1)
-	a.expectSignal(call, n+1)
-}
-
 // logged logs err, an attempt that failed, and returns it.
 func logged(t *testing.T, err error) error {
 	if err != nil {

@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"os/exec"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -37,7 +36,6 @@ func TestCompose(t *testing.T) {
 	s.waitReady()
 	checkScrapes(t, s, map[string]int{"gateway": gateways, "router": 2, "turn": 1})
 
-	// A call across two gateways.
 	alice := connect(s, "alice")
 	bob := connectElsewhere(s, "bob", alice)
 	call := establish(alice, bob)
@@ -47,26 +45,59 @@ func TestCompose(t *testing.T) {
 		return promEquals(s, "sum(callmesh_gateway_connections)", 2)
 	})
 
-	// docker kill alice's gateway: she resumes on another one.
-	killed := s.byAddr("gateway", alice.upstream)
-	s.docker("kill", killed.ID)
-	if err := alice.awaitClosed(alice.gen, wait); closeCode(err) != -1 {
-		t.Fatalf("%s: killed gateway closed the connection with %v; want no close frame", alice, err)
-	}
-	bob.signal(call, 10) // while alice is away: nobody holds it, bob's gateway replays it
-	alice.resume(call)
-	if alice.upstream == killed.IP+":8080" {
-		t.Fatalf("alice resumed on the killed gateway %s", killed.Name)
-	}
-	alice.expectSignal(call, 10)
-	exchange(alice, bob, call, 11)
+	killGateway(t, s, alice, bob, call)
+	stopGateway(t, s, alice, bob, call)
+	carol, dave, call2, restart := killNATSNode(t, s, alice, bob, call)
 
-	// docker stop bob's gateway: it drains, its clients (bob, and alice
-	// if she resumed there) move.
-	stopped := s.byAddr("gateway", bob.upstream)
+	// Both calls end as users end them.
+	for _, c := range []struct {
+		from, to *client
+		call     string
+	}{{alice, bob, call}, {carol, dave, call2}} {
+		retryTransient(c.from, &messages.Envelope{Type: messages.TypeHangup, Call: c.call})
+		if e := c.to.expect(messages.TypeEnded, c.call); e.Reason != "hangup" {
+			t.Fatalf("%s: call %s ended with %q, want hangup", c.to, c.call, e.Reason)
+		}
+	}
+	waitFor(t, wait, "Prometheus counting the calls ended by hangup", func() error {
+		return promAtLeast(s, `sum(callmesh_router_calls_ended_total{reason="hangup"})`, 2)
+	})
+	checkDashboardQueries(t, s)
+
+	restart()
+	checkCommands(t, s, call, call2)
+}
+
+// killGateway: docker kill of the gateway of a party (a) mid-call. a's
+// connection ends without a close frame; a resumes through the load
+// balancer on another gateway, gets what b sent meanwhile, and the call
+// goes on.
+func killGateway(t *testing.T, s *stack, a, b *client, call string) {
+	t.Helper()
+	killed := s.byAddr("gateway", a.upstream)
+	s.docker("kill", killed.ID)
+	if err := a.awaitClosed(a.gen, wait); closeCode(err) != -1 {
+		t.Fatalf("%s: killed gateway closed the connection with %v; want no close frame", a, err)
+	}
+	b.signal(call, 10) // while a is away: nobody holds it, b's gateway replays it
+	a.resume(call)
+	if a.upstream == killed.IP+":8080" {
+		t.Fatalf("%s resumed on the killed gateway %s", a, killed.Name)
+	}
+	a.expectSignal(call, 10)
+	exchange(a, b, call, 11)
+}
+
+// stopGateway: docker stop of b's gateway mid-call. It drains: each of its
+// clients (b, and a if a resumed there) gets goaway, resumes elsewhere
+// after the delay goaway asks for, and its old socket is closed with 4001;
+// the call goes on; the gateway exits 0 and logs that it moved everyone.
+func stopGateway(t *testing.T, s *stack, a, b *client, call string) {
+	t.Helper()
+	stopped := s.byAddr("gateway", b.upstream)
 	var moving []*client
-	for _, c := range []*client{alice, bob} {
-		if c.upstream == bob.upstream {
+	for _, c := range []*client{a, b} {
+		if c.upstream == b.upstream {
 			moving = append(moving, c)
 		}
 	}
@@ -94,7 +125,7 @@ func TestCompose(t *testing.T) {
 		}
 		moves = append(moves, move{c, c.gen, time.Now().Add(time.Duration(g.ReconnectMS) * time.Millisecond)})
 	}
-	slices.SortFunc(moves, func(a, b move) int { return a.at.Compare(b.at) })
+	slices.SortFunc(moves, func(x, y move) int { return x.at.Compare(y.at) })
 	for _, m := range moves {
 		time.Sleep(time.Until(m.at)) // as goaway asks: the clients spread out
 		m.c.resume(call)
@@ -105,7 +136,7 @@ func TestCompose(t *testing.T) {
 			t.Fatalf("%s resumed on the stopped gateway %s", m.c, stopped.Name)
 		}
 	}
-	exchange(alice, bob, call, 20)
+	exchange(a, b, call, 20)
 	select {
 	case err := <-stopErr:
 		if err != nil {
@@ -121,16 +152,24 @@ func TestCompose(t *testing.T) {
 		!strings.Contains(logs, `"not moved":0`) {
 		t.Fatalf("%s did not log a drain that moved every client:\n%s", stopped.Name, logs)
 	}
+}
 
-	// docker kill the NATS node leading the calls bucket.
+// killNATSNode: docker kill of the NATS node leading the calls bucket. The
+// call of a and b goes on; carol calls dave, on another gateway, as soon
+// as the routers take calls again. It returns them and their call, and
+// restart, which starts the node again and waits until its JetStream has
+// caught up.
+func killNATSNode(t *testing.T, s *stack, a, b *client, call string) (carol, dave *client, call2 string, restart func()) {
+	t.Helper()
 	leader := s.streamLeader("KV_callmesh_calls")
 	t.Logf("killing %s, leader of KV_callmesh_calls", leader)
 	dead := s.running(leader)[0]
 	s.docker("kill", dead.ID)
-	exchange(alice, bob, call, 30)
-	carol := connect(s, "carol")
-	dave := connectElsewhere(s, "dave", carol)
-	call2 := retryTransient(carol, &messages.Envelope{Type: messages.TypeInvite, To: dave.user}).Call
+	exchange(a, b, call, 30)
+
+	carol = connect(s, "carol")
+	dave = connectElsewhere(s, "dave", carol)
+	call2 = retryTransient(carol, &messages.Envelope{Type: messages.TypeInvite, To: dave.user}).Call
 	carol.expect(messages.TypeRinging, call2)
 	dave.expect(messages.TypeIncoming, call2)
 	retryTransient(dave, &messages.Envelope{Type: messages.TypeAccept, Call: call2})
@@ -139,31 +178,18 @@ func TestCompose(t *testing.T) {
 	exchange(carol, dave, call2, 1)
 	t.Logf("new call %s after the NATS node's death: %s ⇄ %s", call2, carol, dave)
 
-	// Both calls end as users end them.
-	for _, c := range []struct {
-		from, to *client
-		call     string
-	}{{alice, bob, call}, {carol, dave, call2}} {
-		retryTransient(c.from, &messages.Envelope{Type: messages.TypeHangup, Call: c.call})
-		if e := c.to.expect(messages.TypeEnded, c.call); e.Reason != "hangup" {
-			t.Fatalf("%s: call %s ended with %q, want hangup", c.to, c.call, e.Reason)
-		}
+	restart = func() {
+		t.Helper()
+		s.docker("start", dead.ID)
+		waitFor(t, startWait, leader+" back, JetStream current", func() error {
+			c := s.inspect(dead.ID)
+			if code, body := get("http://" + c.IP + ":8222/healthz"); code != http.StatusOK {
+				return fmt.Errorf("%s /healthz: %d %s", leader, code, body)
+			}
+			return nil
+		})
 	}
-	waitFor(t, wait, "Prometheus counting the calls ended by hangup", func() error {
-		return promAtLeast(s, `sum(callmesh_router_calls_ended_total{reason="hangup"})`, 2)
-	})
-	checkDashboardQueries(t, s)
-
-	// The NATS node comes back with its store and catches up.
-	s.docker("start", dead.ID)
-	waitFor(t, startWait, leader+" back, JetStream current", func() error {
-		c := s.inspect(dead.ID)
-		if code, body := get("http://" + c.IP + ":8222/healthz"); code != http.StatusOK {
-			return fmt.Errorf("%s /healthz: %d %s", leader, code, body)
-		}
-		return nil
-	})
-	checkCommands(t, s, call, call2)
+	return carol, dave, call2, restart
 }
 
 // checkCommands runs the commands the compose file's comments and README
@@ -193,160 +219,4 @@ func checkCommands(t *testing.T, s *stack, calls ...string) {
 			t.Errorf("callmesh events printed no call.ended of %s by hangup:\n%s", call, out)
 		}
 	}
-}
-
-// connectElsewhere connects user through the load balancer until it lands
-// on another gateway than other's. The connections that landed there stay
-// open meanwhile, as the load balancer counts them, then end with bye.
-func connectElsewhere(s *stack, user string, other *client) *client {
-	s.t.Helper()
-	var there []*client
-	c := connect(s, user)
-	for c.upstream == other.upstream {
-		there = append(there, c)
-		if len(there) == gateways {
-			s.t.Fatalf("the load balancer put %s on %s's gateway %s %d times", user, other.user, other.upstream, len(there))
-		}
-		c = connect(s, user)
-	}
-	for _, d := range there {
-		d.bye()
-	}
-	return c
-}
-
-// checkScrapes waits until Prometheus scrapes, and finds up, exactly the
-// running containers of each job's service.
-func checkScrapes(t *testing.T, s *stack, want map[string]int) {
-	t.Helper()
-	ports := map[string]int{"gateway": 8080, "router": 8081, "turn": 8478}
-	waitFor(t, startWait, "Prometheus scraping every gateway, router and TURN server", func() error {
-		jobs, err := s.promTargets()
-		if err != nil {
-			return err
-		}
-		for job, n := range want {
-			running := s.running(job)
-			if len(running) != n {
-				return fmt.Errorf("%d %s containers running, want %d", len(running), job, n)
-			}
-			for _, c := range running {
-				instance := c.IP + ":" + strconv.Itoa(ports[job])
-				if h := jobs[job][instance]; h != "up" {
-					return fmt.Errorf("job %s: %s (%s) is %q; targets %v", job, instance, c.Name, h, jobs[job])
-				}
-			}
-			if len(jobs[job]) != n {
-				return fmt.Errorf("job %s has %d targets, want %d: %v", job, len(jobs[job]), n, jobs[job])
-			}
-		}
-		return nil
-	})
-}
-
-// streamLeader is the NATS node (its server name, which is its service)
-// leading stream, as the cluster's monitoring tells.
-func (s *stack) streamLeader(stream string) string {
-	s.t.Helper()
-	var leader string
-	waitFor(s.t, wait, "the leader of "+stream, func() error {
-		for _, svc := range []string{"nats-1", "nats-2", "nats-3"} {
-			for _, c := range s.running(svc) {
-				code, body := get("http://" + c.IP + ":8222/jsz?accounts=true&streams=true")
-				if code != 200 {
-					continue
-				}
-				var jsz struct {
-					AccountDetails []struct {
-						StreamDetail []struct {
-							Name    string
-							Cluster struct{ Leader string }
-						} `json:"stream_detail"`
-					} `json:"account_details"`
-				}
-				if err := json.Unmarshal([]byte(body), &jsz); err != nil {
-					return err
-				}
-				for _, a := range jsz.AccountDetails {
-					for _, sd := range a.StreamDetail {
-						if sd.Name == stream && sd.Cluster.Leader != "" {
-							leader = sd.Cluster.Leader
-							return nil
-						}
-					}
-				}
-			}
-		}
-		return fmt.Errorf("no node names a leader of %s", stream)
-	})
-	return leader
-}
-
-// retryTransient sends a request until it is acknowledged, while the
-// answer is one that says "retry": while JetStream elects new leaders, the
-// routers answer late (error unavailable) or not at all (internal). An
-// invite answered so is withdrawn by the gateway in the background, and
-// until it is, the caller is still busy: a retried invite may meanwhile be
-// refused with invalid_state (PROTOCOL.md, error codes).
-func retryTransient(c *client, env *messages.Envelope) *messages.Envelope {
-	c.t.Helper()
-	deadline := time.Now().Add(time.Minute)
-	unanswered := false // an earlier try was answered unavailable or internal
-	for {
-		ack, refused := c.request(&messages.Envelope{Type: env.Type, To: env.To, Call: env.Call})
-		if ack != nil {
-			return ack
-		}
-		transient := refused.Code == messages.CodeUnavailable || refused.Code == messages.CodeInternal
-		withdrawing := env.Type == messages.TypeInvite && refused.Code == messages.CodeInvalidState && unanswered
-		if !(transient || withdrawing) || time.Now().After(deadline) {
-			c.t.Fatalf("%s: %s refused: %s %s", c, env.Type, refused.Code, refused.Message)
-		}
-		unanswered = unanswered || transient
-		c.t.Logf("%s: %s: %s (%s), retrying", c, env.Type, refused.Code, refused.Message)
-		time.Sleep(time.Second)
-	}
-}
-
-// promEquals checks that expr has one sample, equal to want.
-func promEquals(s *stack, expr string, want float64) error {
-	got, err := promValue(s, expr)
-	if err == nil && got != want {
-		err = fmt.Errorf("%s = %v, want %v", expr, got, want)
-	}
-	return err
-}
-
-// promAtLeast checks that expr has one sample, at least want.
-func promAtLeast(s *stack, expr string, want float64) error {
-	got, err := promValue(s, expr)
-	if err == nil && got < want {
-		err = fmt.Errorf("%s = %v, want at least %v", expr, got, want)
-	}
-	return err
-}
-
-func promValue(s *stack, expr string) (float64, error) {
-	res, err := s.promQuery(expr)
-	if err != nil {
-		return 0, err
-	}
-	if len(res) != 1 {
-		return 0, fmt.Errorf("%s: %d samples", expr, len(res))
-	}
-	v, _ := res[0].Value[1].(string)
-	return strconv.ParseFloat(v, 64)
-}
-
-// checkDashboardQueries runs every query of the Grafana dashboard on the
-// stack's Prometheus: each must be valid PromQL over what it scrapes.
-func checkDashboardQueries(t *testing.T, s *stack) {
-	t.Helper()
-	exprs := dashboardExprs(t)
-	for _, expr := range exprs {
-		if _, err := s.promQuery(strings.ReplaceAll(expr, "$__rate_interval", "1m")); err != nil {
-			t.Errorf("dashboard query refused by Prometheus: %v", err)
-		}
-	}
-	t.Logf("%d dashboard queries ran", len(exprs))
 }

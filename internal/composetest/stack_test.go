@@ -5,8 +5,6 @@ package composetest
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -280,155 +278,40 @@ func (s *stack) devToken(user string) string {
 	return token
 }
 
-// promTargets is what Prometheus says of its targets: job → instance →
-// health ("up", "down", "unknown").
-func (s *stack) promTargets() (map[string]map[string]string, error) {
-	var got struct {
-		Data struct {
-			ActiveTargets []struct {
-				Labels map[string]string
-				Health string
+// streamLeader is the NATS node (its server name, which is its service)
+// leading stream, as the cluster's monitoring tells.
+func (s *stack) streamLeader(stream string) string {
+	s.t.Helper()
+	var leader string
+	waitFor(s.t, wait, "the leader of "+stream, func() error {
+		for _, svc := range []string{"nats-1", "nats-2", "nats-3"} {
+			for _, c := range s.running(svc) {
+				code, body := get("http://" + c.IP + ":8222/jsz?accounts=true&streams=true")
+				if code != 200 {
+					continue
+				}
+				var jsz struct {
+					AccountDetails []struct {
+						StreamDetail []struct {
+							Name    string
+							Cluster struct{ Leader string }
+						} `json:"stream_detail"`
+					} `json:"account_details"`
+				}
+				if err := json.Unmarshal([]byte(body), &jsz); err != nil {
+					return err
+				}
+				for _, a := range jsz.AccountDetails {
+					for _, sd := range a.StreamDetail {
+						if sd.Name == stream && sd.Cluster.Leader != "" {
+							leader = sd.Cluster.Leader
+							return nil
+						}
+					}
+				}
 			}
 		}
-	}
-	if err := s.promGet("/api/v1/targets", &got); err != nil {
-		return nil, err
-	}
-	jobs := map[string]map[string]string{}
-	for _, t := range got.Data.ActiveTargets {
-		job := t.Labels["job"]
-		if jobs[job] == nil {
-			jobs[job] = map[string]string{}
-		}
-		jobs[job][t.Labels["instance"]] = t.Health
-	}
-	return jobs, nil
-}
-
-// promQuery runs an instant query and returns its result vector.
-func (s *stack) promQuery(expr string) ([]promSample, error) {
-	var got struct {
-		Status string
-		Error  string
-		Data   struct {
-			Result []promSample
-		}
-	}
-	if err := s.promGet("/api/v1/query?query="+url.QueryEscape(expr), &got); err != nil {
-		return nil, err
-	}
-	if got.Status != "success" {
-		return nil, fmt.Errorf("%s: %s", expr, got.Error)
-	}
-	return got.Data.Result, nil
-}
-
-// promSample is one sample of an instant vector.
-type promSample struct {
-	Metric map[string]string
-	Value  [2]any // time, value as a string
-}
-
-func (s *stack) promGet(path string, v any) error {
-	c := http.Client{Timeout: 5 * time.Second}
-	resp, err := c.Get(s.promURL + path)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	var b bytes.Buffer
-	if _, err := b.ReadFrom(resp.Body); err != nil {
-		return err
-	}
-	if err := json.Unmarshal(b.Bytes(), v); err != nil {
-		return fmt.Errorf("%s: %d %.200q: %w", path, resp.StatusCode, b.String(), err)
-	}
-	return nil
-}
-
-// get is the status and body of GET u; 0 if nothing answers.
-func get(u string) (int, string) {
-	c := http.Client{Timeout: 5 * time.Second}
-	resp, err := c.Get(u)
-	if err != nil {
-		return 0, err.Error()
-	}
-	defer resp.Body.Close()
-	var b bytes.Buffer
-	_, _ = b.ReadFrom(resp.Body)
-	return resp.StatusCode, b.String()
-}
-
-// waitFor polls cond until it returns nil, failing the test with its last
-// error after limit.
-func waitFor(t *testing.T, limit time.Duration, what string, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(limit)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %v: %v", what, limit, err)
-		}
-		time.Sleep(250 * time.Millisecond)
-	}
-}
-
-// freePort is a TCP port on 127.0.0.1 that nothing listens on now.
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
-// freeTURNPort is a port free on 127.0.0.1 for both TCP and UDP.
-func freeTURNPort(t *testing.T) int {
-	t.Helper()
-	for range 100 {
-		port := freePort(t)
-		if udpFree(port) {
-			return port
-		}
-	}
-	t.Fatal("no port free for both TCP and UDP")
-	return 0
-}
-
-// freeUDPRange is the first of n consecutive UDP ports free on 127.0.0.1,
-// for the TURN relays (so that the stack does not meet another TURN server
-// of this machine, such as `callmesh dev`'s).
-func freeUDPRange(t *testing.T, n int) int {
-	t.Helper()
-	for base := 40000; base+n <= 48000; base += n {
-		free := true
-		for p := base; p < base+n && free; p++ {
-			free = udpFree(p)
-		}
-		if free {
-			return base
-		}
-	}
-	t.Fatalf("no %d consecutive UDP ports free in 40000-48000", n)
-	return 0
-}
-
-func udpFree(port int) bool {
-	c, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", port))
-	if err != nil {
-		return false
-	}
-	c.Close()
-	return true
-}
-
-func randomHex(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
+		return fmt.Errorf("no node names a leader of %s", stream)
+	})
+	return leader
 }
