@@ -12,6 +12,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -19,6 +20,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/callmesh/callmesh/internal/fielderr"
 	"github.com/callmesh/callmesh/messages"
 )
 
@@ -37,6 +39,32 @@ type WebhookConfig struct {
 	Durable string
 	// Client makes the requests (a client with Timeout when nil).
 	Client *http.Client
+}
+
+// MinSecretBytes is the shortest WebhookConfig.Secret.
+const MinSecretBytes = 16
+
+// Validate reports every problem with c; Forward calls it. Each problem is
+// a *fielderr.Error naming the fields it is about.
+func (c *WebhookConfig) Validate() error {
+	var errs []error
+	bad := func(reason string, fields ...string) { errs = append(errs, fielderr.New(reason, fields...)) }
+	if u, err := url.Parse(c.URL); c.URL == "" || err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		bad("must be an http(s) URL", "URL")
+	}
+	if len(c.Secret) < MinSecretBytes {
+		bad(fmt.Sprintf("must be at least %d bytes", MinSecretBytes), "Secret")
+	}
+	if c.Timeout <= 0 {
+		bad("must be positive", "Timeout")
+	}
+	if c.MaxAttempts < 1 {
+		bad("must be at least 1", "MaxAttempts")
+	}
+	if c.Durable == "" {
+		bad("must be set", "Durable")
+	}
+	return errors.Join(errs...)
 }
 
 // Headers of a webhook POST.
@@ -114,8 +142,8 @@ type forwarder struct {
 // 10 min, up to MaxAttempts POSTs, while the events after it go on. So
 // events arrive in order unless one is retried. reg may be nil.
 func Forward(ctx context.Context, js jetstream.JetStream, names messages.Names, cfg WebhookConfig, log *slog.Logger, reg prometheus.Registerer) error {
-	if cfg.URL == "" || cfg.Secret == "" || cfg.MaxAttempts < 1 || cfg.Timeout <= 0 || cfg.Durable == "" {
-		return errors.New("events: webhook needs webhook.url, webhook.secret, webhook.timeout > 0 and webhook.max_attempts ≥ 1")
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("events: webhook config: %w", err)
 	}
 	if cfg.Client == nil {
 		cfg.Client = &http.Client{Timeout: cfg.Timeout}

@@ -55,12 +55,13 @@ func TestForward(t *testing.T) {
 	if _, err := OpenStream(ctx, js, names, StreamConfig{Retention: time.Hour, MaxBytes: 1 << 20}); err != nil {
 		t.Fatal(err)
 	}
+	const secret = "whsec-0123456789" // MinSecretBytes
 	var mu sync.Mutex
 	posts := map[string]int{} // event id → POSTs seen
 	var order []string
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
-		if err := Verify("whsec", r.Header.Get(SignatureHeader), body, time.Minute, time.Now()); err != nil {
+		if err := Verify(secret, r.Header.Get(SignatureHeader), body, time.Minute, time.Now()); err != nil {
 			t.Errorf("POST with %v", err)
 		}
 		var ev Event
@@ -85,7 +86,7 @@ func TestForward(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	done := make(chan error, 1)
 	go func() {
-		done <- Forward(ctx, js, names, WebhookConfig{URL: srv.URL, Secret: "whsec", Timeout: 2 * time.Second, MaxAttempts: 2, Durable: "test"},
+		done <- Forward(ctx, js, names, WebhookConfig{URL: srv.URL, Secret: secret, Timeout: 2 * time.Second, MaxAttempts: 2, Durable: "test"},
 			slog.New(slog.DiscardHandler), reg)
 	}()
 	natstest.WaitFor(t, "the webhook consumer", func() error {

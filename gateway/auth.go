@@ -19,6 +19,7 @@ import (
 	"github.com/MicahParks/keyfunc/v3"
 	"github.com/golang-jwt/jwt/v5"
 
+	"github.com/callmesh/callmesh/internal/fielderr"
 	"github.com/callmesh/callmesh/messages"
 )
 
@@ -35,7 +36,8 @@ var (
 	// ErrTokenInvalid: anything else: malformed, bad signature, wrong alg or
 	// key, unknown kid, not yet valid, wrong iss/aud, or an illegal sub.
 	ErrTokenInvalid = errors.New("gateway: invalid token")
-	// ErrAuthConfig: an AuthConfig or MintConfig that cannot work.
+	// ErrAuthConfig: an AuthConfig or MintConfig that cannot work. Such
+	// an error is a *fielderr.Error naming the fields it is about.
 	ErrAuthConfig = errors.New("gateway: auth config")
 )
 
@@ -83,6 +85,59 @@ type AuthConfig struct {
 	MaxTokenBytes int
 }
 
+// Validate reports what is wrong with c, reading KeyFile but not fetching
+// JWKSURL (NewVerifier does); nil if nothing. The error is an ErrAuthConfig
+// and a *fielderr.Error naming the fields.
+func (c AuthConfig) Validate() error {
+	_, err := c.staticKey()
+	return err
+}
+
+// staticKey checks c and returns the key it verifies with: the secret
+// (HS*) or the public key of KeyFile; nil for JWKSURL, whose keys are
+// fetched.
+func (c AuthConfig) staticKey() (any, error) {
+	if _, err := signingMethod(c.Alg); err != nil {
+		return nil, err
+	}
+	for _, n := range []struct {
+		field    string
+		negative bool
+	}{{"Leeway", c.Leeway < 0}, {"JWKSRefresh", c.JWKSRefresh < 0}, {"MaxTokenBytes", c.MaxTokenBytes < 0}} {
+		if n.negative {
+			return nil, authError("must not be negative", n.field)
+		}
+	}
+	sources := 0
+	for _, s := range []string{c.Secret, c.KeyFile, c.JWKSURL} {
+		if s != "" {
+			sources++
+		}
+	}
+	if sources != 1 {
+		return nil, authError(fmt.Sprintf("set exactly one: a secret, a public key file or a JWKS URL (%d set)", sources), "Secret", "KeyFile", "JWKSURL")
+	}
+	switch {
+	case isHMAC(c.Alg):
+		return hmacKey(c.Alg, c.Secret)
+	case c.Secret != "":
+		return nil, authError(c.Alg+" verifies with a public key file or a JWKS URL, not a secret", "Secret", "Alg")
+	case c.KeyFile != "":
+		key, err := loadPublicKey(c.KeyFile)
+		if err != nil {
+			return nil, authError(err.Error(), "KeyFile")
+		}
+		if err := checkKeyForAlg(c.Alg, key); err != nil {
+			return nil, authError(err.Error(), "KeyFile", "Alg")
+		}
+		return key, nil
+	}
+	if u, err := url.Parse(c.JWKSURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		return nil, authError("must be an http(s) URL", "JWKSURL")
+	}
+	return nil, nil
+}
+
 // Claims is what the gateway needs from a verified token.
 type Claims struct {
 	Subject string    // the user id (sub)
@@ -102,51 +157,18 @@ type Verifier struct {
 // ctx is done. A failed first fetch is not an error (keyfunc logs it through
 // slog and tokens are refused until a later fetch succeeds); a malformed URL is.
 func NewVerifier(ctx context.Context, cfg AuthConfig) (*Verifier, error) {
-	if _, err := signingMethod(cfg.Alg); err != nil {
+	key, err := cfg.staticKey()
+	if err != nil {
 		return nil, err
-	}
-	if cfg.Leeway < 0 || cfg.JWKSRefresh < 0 || cfg.MaxTokenBytes < 0 {
-		return nil, fmt.Errorf("%w: Leeway, JWKSRefresh and MaxTokenBytes must not be negative", ErrAuthConfig)
 	}
 	v := &Verifier{maxBytes: cfg.MaxTokenBytes}
 	if v.maxBytes == 0 {
 		v.maxBytes = DefaultMaxTokenBytes
 	}
-
-	sources := 0
-	for _, s := range []string{cfg.Secret, cfg.KeyFile, cfg.JWKSURL} {
-		if s != "" {
-			sources++
-		}
-	}
-	if sources != 1 {
-		return nil, fmt.Errorf("%w: set exactly one of Secret, KeyFile or JWKSURL (%d set)", ErrAuthConfig, sources)
-	}
-
-	switch {
-	case isHMAC(cfg.Alg):
-		key, err := hmacKey(cfg.Alg, cfg.Secret)
-		if err != nil {
-			return nil, err
-		}
+	if key != nil {
 		v.keyFunc = func(*jwt.Token) (any, error) { return key, nil }
-	case cfg.Secret != "":
-		return nil, fmt.Errorf("%w: %s needs KeyFile or JWKSURL, not Secret", ErrAuthConfig, cfg.Alg)
-	case cfg.KeyFile != "":
-		key, err := loadPublicKey(cfg.KeyFile)
-		if err != nil {
-			return nil, err
-		}
-		if err := checkKeyForAlg(cfg.Alg, key); err != nil {
-			return nil, fmt.Errorf("%w (%s)", err, cfg.KeyFile)
-		}
-		v.keyFunc = func(*jwt.Token) (any, error) { return key, nil }
-	default:
-		kf, err := newJWKSKeyfunc(ctx, cfg)
-		if err != nil {
-			return nil, err
-		}
-		v.keyFunc = kf
+	} else if v.keyFunc, err = newJWKSKeyfunc(ctx, cfg); err != nil {
+		return nil, err
 	}
 
 	opts := []jwt.ParserOption{
@@ -171,10 +193,6 @@ func NewVerifier(ctx context.Context, cfg AuthConfig) (*Verifier, error) {
 // jwksUnknownKIDWait for that, and a token without kid is refused rather than
 // tried against every key.
 func newJWKSKeyfunc(ctx context.Context, cfg AuthConfig) (jwt.Keyfunc, error) {
-	u, err := url.Parse(cfg.JWKSURL)
-	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-		return nil, fmt.Errorf("%w: JWKSURL %q is not an http(s) URL", ErrAuthConfig, cfg.JWKSURL)
-	}
 	refresh := cfg.JWKSRefresh
 	if refresh == 0 {
 		refresh = DefaultJWKSRefresh
@@ -185,7 +203,7 @@ func newJWKSKeyfunc(ctx context.Context, cfg AuthConfig) (jwt.Keyfunc, error) {
 		RateLimitWaitMax: jwksUnknownKIDWait,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("%w: JWKS %s: %w", ErrAuthConfig, cfg.JWKSURL, err)
+		return nil, authError(fmt.Sprintf("%s: %v", cfg.JWKSURL, err), "JWKSURL")
 	}
 	return func(t *jwt.Token) (any, error) {
 		kid, _ := t.Header["kid"].(string)
@@ -256,22 +274,29 @@ func signingMethod(alg string) (jwt.SigningMethod, error) {
 		"PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA":
 		return jwt.GetSigningMethod(alg), nil
 	case "":
-		return nil, fmt.Errorf("%w: no alg", ErrAuthConfig)
+		return nil, authError("must be set", "Alg")
 	}
-	return nil, fmt.Errorf("%w: unknown alg %q", ErrAuthConfig, alg)
+	return nil, authError("must be one of HS256/384/512, RS256/384/512, PS256/384/512, ES256/384/512, EdDSA", "Alg")
 }
 
 func isHMAC(alg string) bool { return strings.HasPrefix(alg, "HS") }
 
-// hmacKey checks an HS* secret.
+// hmacKey checks an HS* secret, the field Secret of an AuthConfig or a
+// MintConfig.
 func hmacKey(alg, secret string) ([]byte, error) {
 	if secret == "" {
-		return nil, fmt.Errorf("%w: %s needs Secret", ErrAuthConfig, alg)
+		return nil, authError(alg+" needs a secret", "Secret", "Alg")
 	}
 	if len(secret) < minSecretBytes {
-		return nil, fmt.Errorf("%w: %s secret is %d bytes, at least %d needed", ErrAuthConfig, alg, len(secret), minSecretBytes)
+		return nil, authError(fmt.Sprintf("%s needs at least %d bytes", alg, minSecretBytes), "Secret")
 	}
 	return []byte(secret), nil
+}
+
+// authError is an ErrAuthConfig about fields of an AuthConfig or a
+// MintConfig.
+func authError(reason string, fields ...string) error {
+	return fielderr.New(reason, fields...).Of(ErrAuthConfig)
 }
 
 // checkKeyForAlg reports whether the public key pub suits alg.
@@ -280,7 +305,7 @@ func checkKeyForAlg(alg string, pub crypto.PublicKey) error {
 	switch k := pub.(type) {
 	case *rsa.PublicKey:
 		if k.N.BitLen() < minRSABits {
-			return fmt.Errorf("%w: RSA key of %d bits, at least %d needed", ErrAuthConfig, k.N.BitLen(), minRSABits)
+			return fmt.Errorf("RSA key of %d bits, at least %d needed", k.N.BitLen(), minRSABits)
 		}
 		ok = strings.HasPrefix(alg, "RS") || strings.HasPrefix(alg, "PS")
 	case *ecdsa.PublicKey:
@@ -290,7 +315,7 @@ func checkKeyForAlg(alg string, pub crypto.PublicKey) error {
 		ok = alg == "EdDSA"
 	}
 	if !ok {
-		return fmt.Errorf("%w: %s key does not suit alg %s", ErrAuthConfig, pubKeyKind(pub), alg)
+		return fmt.Errorf("%s key does not suit %s", pubKeyKind(pub), alg)
 	}
 	return nil
 }
@@ -312,11 +337,11 @@ func pubKeyKind(pub crypto.PublicKey) string {
 func readPEM(file string) (*pem.Block, error) {
 	data, err := os.ReadFile(file)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrAuthConfig, err)
+		return nil, err
 	}
 	block, _ := pem.Decode(data)
 	if block == nil {
-		return nil, fmt.Errorf("%w: %s holds no PEM block", ErrAuthConfig, file)
+		return nil, fmt.Errorf("%s holds no PEM block", file)
 	}
 	return block, nil
 }
@@ -339,10 +364,10 @@ func loadPublicKey(file string) (crypto.PublicKey, error) {
 			key = cert.PublicKey
 		}
 	default:
-		return nil, fmt.Errorf("%w: %s holds a %q PEM block, want a PUBLIC KEY or CERTIFICATE", ErrAuthConfig, file, block.Type)
+		return nil, fmt.Errorf("%s holds a %q PEM block, want a PUBLIC KEY or CERTIFICATE", file, block.Type)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("%w: %s: %w", ErrAuthConfig, file, err)
+		return nil, fmt.Errorf("%s: %w", file, err)
 	}
 	return key, nil
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/callmesh/callmesh/internal/fielderr"
 	"github.com/callmesh/callmesh/messages"
 )
 
@@ -196,68 +197,93 @@ func DefaultConfig() Config {
 	}
 }
 
-// Validate reports every problem with c; New calls it.
+// Validate reports every problem with c; New calls it. Each problem is a
+// *fielderr.Error naming the fields it is about.
 func (c *Config) Validate() error {
 	var errs []error
+	bad := func(reason string, fields ...string) { errs = append(errs, fielderr.New(reason, fields...)) }
 	if c.Name != "" {
 		if err := messages.ValidGatewayName(c.Name); err != nil {
-			errs = append(errs, err)
+			bad(strings.TrimPrefix(err.Error(), "messages: "), "Name")
 		}
 	}
 	if c.ID != "" && !strings.HasPrefix(c.ID, c.name()+".") {
-		errs = append(errs, fmt.Errorf("gateway id %q is not one of gateway name %q", c.ID, c.name()))
+		bad(fmt.Sprintf("gateway id %q is not one of gateway name %q", c.ID, c.name()), "ID", "Name")
 	}
-	positive := map[string]time.Duration{
-		"ring timeout": c.RingTimeout, "heartbeat": c.Heartbeat, "write timeout": c.WriteTimeout,
-		"ping interval": c.PingInterval, "router timeout": c.RouterTimeout, "router attempt": c.RouterAttempt,
-	}
-	for name, d := range positive {
-		if d <= 0 {
-			errs = append(errs, fmt.Errorf("%s must be positive", name))
+	for _, d := range []struct {
+		field string
+		d     time.Duration
+	}{
+		{"RingTimeout", c.RingTimeout}, {"Heartbeat", c.Heartbeat}, {"WriteTimeout", c.WriteTimeout},
+		{"PingInterval", c.PingInterval}, {"RouterTimeout", c.RouterTimeout}, {"RouterAttempt", c.RouterAttempt},
+	} {
+		if d.d <= 0 {
+			bad("must be positive", d.field)
 		}
 	}
-	if c.ResumeGrace < 0 || c.DrainTimeout < 0 {
-		errs = append(errs, errors.New("resume grace and drain timeout must not be negative"))
+	if c.ResumeGrace < 0 {
+		bad("must not be negative", "ResumeGrace")
+	}
+	if c.DrainTimeout < 0 {
+		bad("must not be negative", "DrainTimeout")
 	}
 	if c.ExpiryWarning < 0 {
-		errs = append(errs, errors.New("expiry warning must not be negative"))
+		bad("must not be negative", "ExpiryWarning")
 	}
 	if c.HeartbeatTTL < time.Second || c.HeartbeatTTL <= c.Heartbeat {
-		errs = append(errs, errors.New("heartbeat TTL must be at least 1s and longer than the heartbeat"))
+		bad("the TTL must be at least 1s and longer than the heartbeat", "HeartbeatTTL", "Heartbeat")
 	}
 	if c.MaxMessageBytes < 1024 {
-		errs = append(errs, errors.New("max message bytes must be at least 1024"))
+		bad("must be at least 1024", "MaxMessageBytes")
 	}
 	if c.MaxDataBytes < 1 || int64(c.MaxDataBytes) > c.MaxMessageBytes {
-		errs = append(errs, errors.New("max data bytes must be positive and at most max message bytes"))
+		bad("data must be at least 1 byte and at most the largest message", "MaxDataBytes", "MaxMessageBytes")
 	}
-	if c.MessageRate <= 0 || c.MessageBurst < 1 || c.InviteRate <= 0 || c.InviteBurst < 1 {
-		errs = append(errs, errors.New("message and invite rates and bursts must be positive"))
+	// Token buckets: a connect rate of 0 means no limit; the others must limit.
+	for _, r := range []struct {
+		rate, burst string
+		r           float64
+		b           int
+		zeroIsOff   bool
+	}{
+		{"MessageRate", "MessageBurst", c.MessageRate, c.MessageBurst, false},
+		{"InviteRate", "InviteBurst", c.InviteRate, c.InviteBurst, false},
+		{"ByteRate", "ByteBurst", c.ByteRate, c.ByteBurst, false},
+		{"AddrConnectRate", "AddrConnectBurst", c.AddrConnectRate, c.AddrConnectBurst, true},
+		{"UserConnectRate", "UserConnectBurst", c.UserConnectRate, c.UserConnectBurst, true},
+	} {
+		switch {
+		case r.r < 0 && r.zeroIsOff:
+			bad("must not be negative (0: no limit)", r.rate)
+		case r.r <= 0 && !r.zeroIsOff:
+			bad("must be positive", r.rate)
+		case r.b < 1 && r.r > 0:
+			bad("the burst must be at least 1 while the rate limits", r.burst, r.rate)
+		}
 	}
-	if c.ByteRate <= 0 || int64(c.ByteBurst) < c.MaxMessageBytes {
-		errs = append(errs, errors.New("byte rate must be positive and byte burst at least max message bytes"))
+	if int64(c.ByteBurst) < c.MaxMessageBytes {
+		bad("the burst must be at least the largest message, or some messages could never pass", "ByteBurst", "MaxMessageBytes")
 	}
-	if c.AddrConnectRate < 0 || c.UserConnectRate < 0 ||
-		c.AddrConnectRate > 0 && c.AddrConnectBurst < 1 || c.UserConnectRate > 0 && c.UserConnectBurst < 1 {
-		errs = append(errs, errors.New("connect rates must not be negative, and their bursts must be positive"))
+	if c.MaxConnsPerUser < 0 {
+		bad("must not be negative", "MaxConnsPerUser")
 	}
-	if c.MaxConnsPerUser < 0 || c.MaxConns < 0 {
-		errs = append(errs, errors.New("connection limits must not be negative"))
+	if c.MaxConns < 0 {
+		bad("must not be negative", "MaxConns")
 	}
 	for _, p := range c.OriginPatterns {
 		if _, err := path.Match(p, ""); err != nil {
-			errs = append(errs, fmt.Errorf("origin pattern %q: %w", p, err))
+			bad(fmt.Sprintf("pattern %q: %v", p, err), "OriginPatterns")
 		}
 	}
 	if c.SendQueue < 8 {
-		errs = append(errs, errors.New("send queue must be at least 8"))
+		bad("must be at least 8", "SendQueue")
 	}
 	if c.ICETransportPolicy != "" && c.ICETransportPolicy != "all" && c.ICETransportPolicy != "relay" {
-		errs = append(errs, fmt.Errorf("ice transport policy %q must be all or relay", c.ICETransportPolicy))
+		bad("must be all or relay", "ICETransportPolicy")
 	}
 	for i, s := range c.ICEServers {
 		if len(s.URLs) == 0 {
-			errs = append(errs, fmt.Errorf("ice server %d has no urls", i))
+			bad(fmt.Sprintf("server %d has no urls", i), "ICEServers")
 		}
 	}
 	return errors.Join(errs...)

@@ -87,15 +87,27 @@ func MintGrants(cfg MintConfig, subject string, ttl time.Duration, grants Grants
 // signingKey returns the key cfg signs with, checked against cfg.Alg.
 func signingKey(cfg MintConfig) (any, error) {
 	if cfg.Secret != "" && cfg.PrivateKeyFile != "" {
-		return nil, fmt.Errorf("%w: set Secret or PrivateKeyFile, not both", ErrAuthConfig)
+		return nil, authError("set a secret or a private key file, not both", "Secret", "PrivateKeyFile")
 	}
 	if isHMAC(cfg.Alg) {
 		return hmacKey(cfg.Alg, cfg.Secret)
 	}
 	if cfg.PrivateKeyFile == "" {
-		return nil, fmt.Errorf("%w: %s needs PrivateKeyFile", ErrAuthConfig, cfg.Alg)
+		return nil, authError(cfg.Alg+" signs with a private key file", "PrivateKeyFile", "Alg")
 	}
-	block, err := readPEM(cfg.PrivateKeyFile)
+	key, err := loadPrivateKey(cfg.PrivateKeyFile)
+	if err != nil {
+		return nil, authError(err.Error(), "PrivateKeyFile")
+	}
+	if err := checkKeyForAlg(cfg.Alg, key.Public()); err != nil {
+		return nil, authError(err.Error(), "PrivateKeyFile", "Alg")
+	}
+	return key, nil
+}
+
+// loadPrivateKey reads a PEM private key that can sign.
+func loadPrivateKey(file string) (crypto.Signer, error) {
+	block, err := readPEM(file)
 	if err != nil {
 		return nil, err
 	}
@@ -108,17 +120,14 @@ func signingKey(cfg MintConfig) (any, error) {
 	case "EC PRIVATE KEY":
 		key, err = x509.ParseECPrivateKey(block.Bytes)
 	default:
-		return nil, fmt.Errorf("%w: %s holds a %q PEM block, want an unencrypted private key", ErrAuthConfig, cfg.PrivateKeyFile, block.Type)
+		return nil, fmt.Errorf("%s holds a %q PEM block, want an unencrypted private key", file, block.Type)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("%w: %s: %w", ErrAuthConfig, cfg.PrivateKeyFile, err)
+		return nil, fmt.Errorf("%s: %w", file, err)
 	}
 	signer, ok := key.(crypto.Signer)
 	if !ok {
-		return nil, fmt.Errorf("%w: %s: %T cannot sign", ErrAuthConfig, cfg.PrivateKeyFile, key)
+		return nil, fmt.Errorf("%s: %T cannot sign", file, key)
 	}
-	if err := checkKeyForAlg(cfg.Alg, signer.Public()); err != nil {
-		return nil, fmt.Errorf("%w (%s)", err, cfg.PrivateKeyFile)
-	}
-	return key, nil
+	return signer, nil
 }

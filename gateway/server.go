@@ -178,7 +178,7 @@ func New(ctx context.Context, cfg Config, nc *nats.Conn) (*Server, error) {
 	if cfg.DevTokens != nil {
 		s.mux.HandleFunc("GET /dev/token", s.serveDevToken)
 	}
-	s.serveWeb(cfg.Demo)
+	s.serveWeb(cfg.Demo, cfg.DevTokens != nil)
 	s.log.Info("gateway started")
 	return s, nil
 }

@@ -8,6 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/callmesh/callmesh/events"
+	"github.com/callmesh/callmesh/internal/fielderr"
 	"github.com/callmesh/callmesh/messages"
 )
 
@@ -71,38 +72,43 @@ type RoomsConfig struct {
 	Exclusive bool
 }
 
-// Validate reports every problem with c; New calls it.
+// Validate reports every problem with c; New calls it. Each problem is a
+// *fielderr.Error naming the fields it is about.
 func (c *Config) Validate() error {
 	var errs []error
+	bad := func(reason string, fields ...string) { errs = append(errs, fielderr.New(reason, fields...)) }
 	if c.RingTimeout <= 0 {
-		errs = append(errs, errors.New("ring timeout must be positive"))
+		bad("must be positive", "RingTimeout")
 	}
 	if c.ResumeGrace < 0 {
-		errs = append(errs, errors.New("resume grace must not be negative"))
+		bad("must not be negative", "ResumeGrace")
 	}
 	if c.PresenceTTL <= 0 {
-		errs = append(errs, errors.New("presence TTL must be positive"))
+		bad("must be positive", "PresenceTTL")
 	}
 	if c.EndedRetention < time.Second {
-		errs = append(errs, errors.New("ended retention must be at least 1s"))
+		bad("must be at least 1s", "EndedRetention")
 	}
 	if c.Resync < time.Second {
-		errs = append(errs, errors.New("resync must be at least 1s"))
+		bad("must be at least 1s", "Resync")
 	}
 	if c.Workers < 1 {
-		errs = append(errs, errors.New("workers must be at least 1"))
+		bad("must be at least 1", "Workers")
 	}
 	if c.Rooms.MaxMembers < 2 || c.Rooms.MaxMembers > 64 {
-		errs = append(errs, errors.New("rooms max members must be 2 to 64"))
+		bad("must be 2 to 64", "Rooms.MaxMembers")
 	}
 	if c.Rooms.EmptyTimeout < 0 {
-		errs = append(errs, errors.New("rooms empty timeout must not be negative"))
+		bad("must not be negative", "Rooms.EmptyTimeout")
 	}
-	if c.Events.Retention < time.Minute || c.Events.MaxBytes < 1<<20 {
-		errs = append(errs, errors.New("events retention must be at least 1m and events max bytes at least 1 MiB"))
+	if c.Events.Retention < time.Minute {
+		bad("must be at least 1m", "Events.Retention")
+	}
+	if c.Events.MaxBytes < 1<<20 {
+		bad("must be at least 1 MiB (1048576)", "Events.MaxBytes")
 	}
 	if c.Replicas < 1 || c.Replicas > 5 {
-		errs = append(errs, errors.New("replicas must be 1 to 5"))
+		bad("must be 1 to 5", "Replicas")
 	}
 	return errors.Join(errs...)
 }

@@ -1,6 +1,7 @@
 package turnserver
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -8,6 +9,8 @@ import (
 	"net/netip"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/callmesh/callmesh/internal/fielderr"
 )
 
 // Config configures a TURN server. DefaultConfig documents the defaults.
@@ -48,35 +51,41 @@ func DefaultConfig() Config {
 	}
 }
 
-// Validate reports every problem with c; New calls it.
+// Validate reports every problem with c; New calls it. Each problem is a
+// *fielderr.Error naming the fields it is about.
 func (c *Config) Validate() error {
 	var errs []error
+	bad := func(reason string, fields ...string) { errs = append(errs, fielderr.New(reason, fields...)) }
 	if c.Realm == "" {
-		errs = append(errs, errors.New("turn.realm must be set"))
+		bad("must be set", "Realm")
 	}
 	if len(c.Secret) < 16 {
-		errs = append(errs, errors.New("turn.secret must be at least 16 bytes (the secret of the ice.servers entry)"))
+		bad("must be at least 16 bytes (the secret of the ICE server entry naming this server)", "Secret")
 	}
 	if c.UDPAddr == "" && c.TCPAddr == "" && c.TLSAddr == "" {
-		errs = append(errs, errors.New("set at least one of turn.udp_addr, turn.tcp_addr, turn.tls_addr"))
+		bad("set at least one listen address", "UDPAddr", "TCPAddr", "TLSAddr")
 	}
 	if (c.TLSAddr != "") != (c.TLSCert != "" && c.TLSKey != "") {
-		errs = append(errs, errors.New("turn.tls_addr needs turn.tls_cert and turn.tls_key, and they need it"))
+		bad("a TLS listen address needs a certificate and a key, and they need it", "TLSAddr", "TLSCert", "TLSKey")
+	} else if c.TLSAddr != "" {
+		if _, err := tls.LoadX509KeyPair(c.TLSCert, c.TLSKey); err != nil {
+			bad(err.Error(), "TLSCert", "TLSKey")
+		}
 	}
 	if ip := net.ParseIP(c.RelayIP); ip == nil || ip.IsUnspecified() {
-		errs = append(errs, fmt.Errorf("turn.relay_ip %q must be the IP address peers reach this server at", c.RelayIP))
+		bad("must be the IP address peers reach this server at (not 0.0.0.0)", "RelayIP")
 	}
 	if c.RelayBind != "" && net.ParseIP(c.RelayBind) == nil {
-		errs = append(errs, fmt.Errorf("turn.relay_bind %q is not an IP address", c.RelayBind))
+		bad("must be an IP address", "RelayBind")
 	}
 	if c.PortMin < 1 || c.PortMax > 65535 || c.PortMin > c.PortMax {
-		errs = append(errs, fmt.Errorf("turn.port_min %d and turn.port_max %d must be a range within 1–65535", c.PortMin, c.PortMax))
+		bad("must be a range within 1–65535", "PortMin", "PortMax")
 	}
 	if c.UserQuota < 0 {
-		errs = append(errs, errors.New("turn.user_quota must not be negative"))
+		bad("must not be negative", "UserQuota")
 	}
 	if _, err := parseCIDRs(c.AllowPeerCIDRs); err != nil {
-		errs = append(errs, err)
+		bad(err.Error(), "AllowPeerCIDRs")
 	}
 	return errors.Join(errs...)
 }
@@ -87,7 +96,7 @@ func parseCIDRs(list []string) ([]netip.Prefix, error) {
 	for _, s := range list {
 		p, err := netip.ParsePrefix(s)
 		if err != nil {
-			return nil, fmt.Errorf("turn.allow_peer_cidrs: %q: %w", s, err)
+			return nil, fmt.Errorf("%q: %w", s, err)
 		}
 		out = append(out, p.Masked())
 	}

@@ -15,6 +15,8 @@ import (
 
 	"github.com/pion/logging"
 	"github.com/pion/turn/v5"
+
+	"github.com/callmesh/callmesh/internal/fielderr"
 )
 
 // Server is a running TURN server. Create it with Start; Close stops it.
@@ -66,7 +68,7 @@ func Start(cfg Config) (*Server, error) {
 	if cfg.UDPAddr != "" {
 		pc, err := net.ListenPacket("udp", cfg.UDPAddr)
 		if err != nil {
-			return fail(fmt.Errorf("turn: turn.udp_addr: %w", err))
+			return fail(fmt.Errorf("turn: %w", fielderr.New(err.Error(), "UDPAddr")))
 		}
 		closers = append(closers, pc.Close)
 		s.Addrs["udp"] = pc.LocalAddr()
@@ -77,7 +79,7 @@ func Start(cfg Config) (*Server, error) {
 	listen := func(network, addr string, wrap func(net.Listener) net.Listener) error {
 		l, err := net.Listen("tcp", addr)
 		if err != nil {
-			return fmt.Errorf("turn: turn.%s_addr: %w", network, err)
+			return fmt.Errorf("turn: %w", fielderr.New(err.Error(), strings.ToUpper(network)+"Addr"))
 		}
 		s.Addrs[network] = l.Addr()
 		if wrap != nil {
@@ -97,7 +99,7 @@ func Start(cfg Config) (*Server, error) {
 	if cfg.TLSAddr != "" {
 		cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
 		if err != nil {
-			return fail(fmt.Errorf("turn: turn.tls_cert/turn.tls_key: %w", err))
+			return fail(fmt.Errorf("turn: %w", fielderr.New(err.Error(), "TLSCert", "TLSKey")))
 		}
 		tc := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 		if err := listen("tls", cfg.TLSAddr, func(l net.Listener) net.Listener { return tls.NewListener(l, tc) }); err != nil {

@@ -2,6 +2,7 @@ package turnserver
 
 import (
 	"bytes"
+	"errors"
 	"log/slog"
 	"net"
 	"strings"
@@ -11,6 +12,8 @@ import (
 	"github.com/pion/turn/v5"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/callmesh/callmesh/internal/fielderr"
 )
 
 const testSecret = "turn-test-secret-0123456789"
@@ -198,22 +201,32 @@ func TestUserQuota(t *testing.T) {
 }
 
 func TestConfigRefused(t *testing.T) {
-	for name, adjust := range map[string]func(*Config){
-		"no secret":    func(c *Config) { c.Secret = "" },
-		"no relay ip":  func(c *Config) { c.RelayIP = "" },
-		"any relay ip": func(c *Config) { c.RelayIP = "0.0.0.0" },
-		"ports":        func(c *Config) { c.PortMin, c.PortMax = 5000, 4000 },
-		"cidr":         func(c *Config) { c.AllowPeerCIDRs = []string{"10.0.0.0/33"} },
-		"tls half":     func(c *Config) { c.TLSAddr = "127.0.0.1:0" },
-		"no listener":  func(c *Config) { c.UDPAddr, c.TCPAddr = "", "" },
+	for name, tc := range map[string]struct {
+		adjust func(*Config)
+		field  string // the field the error names first
+	}{
+		"no secret":    {func(c *Config) { c.Secret = "" }, "Secret"},
+		"no relay ip":  {func(c *Config) { c.RelayIP = "" }, "RelayIP"},
+		"any relay ip": {func(c *Config) { c.RelayIP = "0.0.0.0" }, "RelayIP"},
+		"ports":        {func(c *Config) { c.PortMin, c.PortMax = 5000, 4000 }, "PortMin"},
+		"cidr":         {func(c *Config) { c.AllowPeerCIDRs = []string{"10.0.0.0/33"} }, "AllowPeerCIDRs"},
+		"tls half":     {func(c *Config) { c.TLSAddr = "127.0.0.1:0" }, "TLSAddr"},
+		"no listener":  {func(c *Config) { c.UDPAddr, c.TCPAddr = "", "" }, "UDPAddr"},
+		"no realm":     {func(c *Config) { c.Realm = "" }, "Realm"},
+		"relay bind":   {func(c *Config) { c.RelayBind = "here" }, "RelayBind"},
 	} {
 		cfg := DefaultConfig()
 		cfg.Secret, cfg.RelayIP = testSecret, "127.0.0.1"
-		adjust(&cfg)
-		if err := cfg.Validate(); err == nil {
+		tc.adjust(&cfg)
+		err := cfg.Validate()
+		var fe *fielderr.Error
+		switch {
+		case err == nil:
 			t.Errorf("%s: accepted", name)
-		} else if !strings.Contains(err.Error(), "turn.") {
-			t.Errorf("%s: %v does not name the key", name, err)
+		case !errors.As(err, &fe) || fe.Fields[0] != tc.field:
+			t.Errorf("%s: %v does not name the field %s first", name, err, tc.field)
+		case !strings.HasPrefix(err.Error(), tc.field):
+			t.Errorf("%s: %q does not start with the field %s", name, err, tc.field)
 		}
 	}
 }

@@ -141,7 +141,7 @@ func benchTokens(cfg *Config, tokenURL, firstURL string) (bench.TokenFunc, error
 	if cfg.JWT.Secret != "" || cfg.JWT.SigningKeyFile != "" {
 		m := cfg.mintConfig()
 		if _, err := gateway.Mint(m, "bench", time.Minute); err != nil {
-			return nil, configErrorf("bench tokens: %w", err)
+			return nil, cfg.explain(fmt.Errorf("bench tokens: %w", err), mintFields)
 		}
 		return func(_ context.Context, user string) (string, error) {
 			return gateway.Mint(m, user, 2*time.Hour)

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"io"
 	"log/slog"
@@ -125,37 +124,28 @@ func (c *Config) routerConfig(log *slog.Logger, metrics prometheus.Registerer) r
 	}
 }
 
-// checkGateway validates the gateway config, and verifies the token config
-// unless it names a JWKS URL (checking that means fetching it, which
-// gateway.New does), before anything starts.
-func checkGateway(ctx context.Context, c *Config) error {
+// checkGateway validates the gateway config and the token config (reading
+// jwt.key_file; the JWK Set is fetched by gateway.New) before anything
+// starts.
+func checkGateway(c *Config) error {
 	gw := c.gatewayConfig(nil, nil)
 	if err := gw.Validate(); err != nil {
-		return configError{err}
+		return c.explain(err, gatewayFields)
 	}
-	if c.JWT.JWKSURL != "" {
-		return nil
-	}
-	if _, err := gateway.NewVerifier(ctx, c.authConfig()); err != nil {
-		return configError{err}
-	}
-	return nil
+	return c.explain(c.authConfig().Validate(), authFields)
 }
 
 // checkRouter validates the router config before anything starts.
 func checkRouter(c *Config) error {
 	rc := c.routerConfig(nil, nil)
-	if err := rc.Validate(); err != nil {
-		return configError{err}
-	}
-	return nil
+	return c.explain(rc.Validate(), routerFields)
 }
 
 // gatewayNewError classifies an error of gateway.New: a JWKS config that
 // checkGateway could not check is a configError.
-func gatewayNewError(err error) error {
+func gatewayNewError(c *Config, err error) error {
 	if errors.Is(err, gateway.ErrAuthConfig) {
-		return configError{err}
+		return c.explain(err, authFields)
 	}
 	return err
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/knadh/koanf/v2"
 
 	"github.com/callmesh/callmesh/gateway"
+	"github.com/callmesh/callmesh/messages"
 )
 
 // configError is a configuration or usage error: Run exits with 2.
@@ -135,15 +136,11 @@ func loadConfig(fv *flagValues, environ []string) (*Config, error) {
 		return nil, configErrorf("flags: %w", err)
 	}
 
-	cfg := new(Config)
+	cfg := &Config{origin: origin}
 	var errs []error
 	for _, s := range settings {
 		if err := setField(s.field(cfg), k.Get(s.key)); err != nil {
-			from := origin[s.key]
-			if from == "" {
-				from = "default"
-			}
-			errs = append(errs, fmt.Errorf("%s (from %s): %w", s.key, from, err))
+			errs = append(errs, fmt.Errorf("%s (%s): %w", s.key, cfg.source(s.key), err))
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
@@ -420,46 +417,53 @@ func asICEServers(raw any) ([]gateway.ICEServerConfig, error) {
 }
 
 // validate checks what the components do not: logging, listen address,
-// NATS credentials and the dev keys. Components check their own configs
-// (preflight in components.go).
+// NATS prefix and credentials and the dev keys. Components check their own
+// configs (checkGateway, checkRouter, …).
 func (c *Config) validate() error {
 	var errs []error
+	bad := func(reason string, keys ...string) { errs = append(errs, c.keyError(reason, keys...)) }
 	if _, err := parseLevel(c.Log.Level); err != nil {
-		errs = append(errs, err)
+		bad("must be debug, info, warn or error", "log.level")
 	}
 	if c.Log.Format != "text" && c.Log.Format != "json" {
-		errs = append(errs, fmt.Errorf("log.format: %q is neither text nor json", c.Log.Format))
+		bad("must be text or json", "log.format")
 	}
 	if _, _, err := splitAddr(c.HTTP.Addr); err != nil {
-		errs = append(errs, fmt.Errorf("http.addr: %w", err))
+		bad(err.Error(), "http.addr")
+	}
+	if _, err := messages.NewNames(c.NATS.Prefix); err != nil {
+		bad(strings.TrimPrefix(err.Error(), "messages: "), "nats.prefix")
 	}
 	n := c.NATS
 	if (n.TLSCert == "") != (n.TLSKey == "") {
-		errs = append(errs, errors.New("nats.tls_cert and nats.tls_key go together"))
+		bad("a client certificate and its key go together", "nats.tls_cert", "nats.tls_key")
 	}
 	if (n.User == "") != (n.Password == "") {
-		errs = append(errs, errors.New("nats.user and nats.password go together"))
+		bad("a user and a password go together", "nats.user", "nats.password")
 	}
-	methods := 0
-	for _, set := range []bool{n.Creds != "", n.User != "", n.Token != "", n.NKeySeed != ""} {
-		if set {
-			methods++
+	var methods []string
+	for _, m := range []struct {
+		key string
+		set bool
+	}{{"nats.creds", n.Creds != ""}, {"nats.user", n.User != ""}, {"nats.token", n.Token != ""}, {"nats.nkey_seed_file", n.NKeySeed != ""}} {
+		if m.set {
+			methods = append(methods, m.key)
 		}
 	}
-	if methods > 1 {
-		errs = append(errs, errors.New("set only one of nats.creds, nats.user, nats.token and nats.nkey_seed_file"))
+	if len(methods) > 1 {
+		bad("set only one way to log in to NATS: nats.creds, nats.user, nats.token or nats.nkey_seed_file", methods...)
 	}
 	if c.Dev.Gateways < 1 || c.Dev.Gateways > 100 {
-		errs = append(errs, fmt.Errorf("dev.gateways: %d is not 1 to 100", c.Dev.Gateways))
+		bad("must be 1 to 100", "dev.gateways")
 	}
 	if c.Dev.NATSPort > 65535 {
-		errs = append(errs, fmt.Errorf("dev.nats_port: %d is not a port", c.Dev.NATSPort))
+		bad("must be a port, at most 65535", "dev.nats_port")
 	}
 	if c.Dev.TokenTTL <= 0 {
-		errs = append(errs, errors.New("dev.token_ttl must be positive"))
+		bad("must be positive", "dev.token_ttl")
 	}
 	if c.HTTP.HandshakeTimeout <= 0 {
-		errs = append(errs, errors.New("http.handshake_timeout must be positive"))
+		bad("must be positive", "http.handshake_timeout")
 	}
 	return errors.Join(errs...)
 }

@@ -210,10 +210,10 @@ func TestRunConfigErrors(t *testing.T) {
 		want string
 	}{
 		{"bad duration", []string{"router", nowhere, "--call.ring_timeout", "soon"}, "call.ring_timeout"},
-		{"router validation", []string{"router", nowhere, "--call.ended_retention", "100ms"}, "ended retention"},
+		{"router validation", []string{"router", nowhere, "--call.ended_retention", "100ms"}, "call.ended_retention = 100ms"},
 		{"gateway auth", []string{"gateway", nowhere, "--jwt.secret", "short"}, "secret"},
-		{"gateway needs a key", []string{"gateway", nowhere}, "Secret"},
-		{"dev router validation", []string{"dev", "--router.workers", "0"}, "workers"},
+		{"gateway needs a key", []string{"gateway", nowhere}, "jwt.secret empty (default; env CALLMESH_JWT_SECRET)"},
+		{"dev router validation", []string{"dev", "--router.workers", "0"}, "router.workers = 0"},
 		{"unknown flag", []string{"router", "--call.ring", "5s"}, "call.ring"},
 		{"extra argument", []string{"gateway", "now"}, "now"},
 		{"unknown command", []string{"bench2"}, "bench2"},
@@ -243,7 +243,7 @@ func TestGatewayConfigRefused(t *testing.T) {
 	var stdout, stderr bytes.Buffer
 	code := Run(context.Background(), []string{"gateway", "--nats.url", srv.ClientURL(), "--http", "127.0.0.1:0",
 		"--jwt.secret", strings.Repeat("s", 32), "--limits.send_queue", "1", "--log.level", "error"}, nil, &stdout, &stderr)
-	if code != 2 || !strings.Contains(stderr.String(), "send queue") {
+	if code != 2 || !strings.Contains(stderr.String(), "limits.send_queue") {
 		t.Errorf("exit code %d, want 2 naming the send queue; stderr:\n%s", code, stderr.String())
 	}
 }

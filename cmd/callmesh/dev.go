@@ -3,7 +3,8 @@ package main
 // callmesh dev: the whole mesh in one process, for a laptop. An embedded
 // NATS server with JetStream, one router and dev.gateways gateways, each
 // with its own NATS connection as if it ran on its own machine. Anyone can
-// get a token for any user at /dev/token: never expose it.
+// get a token for any user at /dev/token: never expose it. Every call and
+// room event is logged at info (devevents.go).
 
 import (
 	"context"
@@ -42,6 +43,7 @@ type devMesh struct {
 	router    *router.Router
 	turn      *turnserver.Server // dev.turn
 	turnNote  string
+	events    *devEvents // call and room events, logged at info
 	gateways  []*devGateway
 	serveErr  chan error
 }
@@ -62,11 +64,17 @@ func runDev(ctx context.Context, cfg *Config, log *slog.Logger, out io.Writer) e
 	if err != nil {
 		return err
 	}
-	if err := checkGateway(ctx, cfg); err != nil {
+	if err := checkGateway(cfg); err != nil {
 		return err
 	}
 	if err := checkRouter(cfg); err != nil {
 		return err
+	}
+	if cfg.Dev.TURN {
+		t := devTURNConfig(cfg, nil, nil)
+		if err := t.Validate(); err != nil {
+			return cfg.explain(err, turnFields)
+		}
 	}
 
 	m := &devMesh{log: log, serveErr: make(chan error, cfg.Dev.Gateways)}
@@ -106,7 +114,7 @@ func devAuth(cfg *Config) (mint *gateway.MintConfig, generated bool, err error) 
 	}
 	mc := cfg.mintConfig()
 	if _, err := gateway.Mint(mc, "dev", time.Minute); err != nil {
-		return nil, false, configError{fmt.Errorf("dev tokens: %w", err)}
+		return nil, false, cfg.explain(fmt.Errorf("dev tokens: %w", err), mintFields)
 	}
 	return &mc, generated, nil
 }
@@ -123,7 +131,7 @@ func (m *devMesh) start(ctx context.Context, cfg *Config, mint *gateway.MintConf
 		}
 		ln, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(p)))
 		if err != nil {
-			return fmt.Errorf("gateway %d: %w", i, err)
+			return fmt.Errorf("gateway %d: %s: %w", i, cfg.describe("http.addr"), err)
 		}
 		m.gateways = append(m.gateways, &devGateway{ln: ln, metrics: newRegistry()})
 	}
@@ -161,12 +169,15 @@ func (m *devMesh) start(ctx context.Context, cfg *Config, mint *gateway.MintConf
 	}
 	r, err := router.New(cfg.routerConfig(m.log, m.gateways[0].metrics), m.routerNC)
 	if err != nil {
-		return configError{err}
+		return cfg.explain(err, routerFields)
 	}
 	if err := r.Start(ctx); err != nil {
 		return err // not kept: Shutdown of a router whose Start failed panics
 	}
 	m.router = r
+	if err := m.startEvents(ctx, cfg, m.nats.ClientURL(), inProcess); err != nil {
+		return err
+	}
 
 	if cfg.Dev.TURN { // before the gateways: it joins ice.servers
 		if err := m.startTURN(cfg, m.gateways[0].metrics); err != nil {
@@ -186,7 +197,7 @@ func (m *devMesh) start(ctx context.Context, cfg *Config, mint *gateway.MintConf
 		gcfg.DevTokens = mint
 		gcfg.DrainTimeout = 0 // every gateway stops at once: nowhere to resume
 		if g.srv, err = gateway.New(ctx, gcfg, g.nc); err != nil {
-			return fmt.Errorf("gateway %d: %w", i, gatewayNewError(err))
+			return fmt.Errorf("gateway %d: %w", i, gatewayNewError(cfg, err))
 		}
 		g.http = newHTTPServer(withPprof(g.srv.Handler(), cfg.Debug.Pprof), cfg.HTTP.HandshakeTimeout, m.log)
 		go func() {
@@ -237,6 +248,9 @@ func (m *devMesh) close(ctx context.Context) error {
 		if g.nc != nil {
 			closeNATS(g.nc)
 		}
+	}
+	if m.events != nil {
+		m.events.close()
 	}
 	if m.router != nil {
 		errs = append(errs, m.router.Shutdown(ctx))

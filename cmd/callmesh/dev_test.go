@@ -7,7 +7,10 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"os"
 	"regexp"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -142,14 +145,26 @@ type client struct {
 	user   string
 	ws     *websocket.Conn
 	frames chan map[string]any
-	closed chan error // the error that ended reading
+	closed chan error     // the error that ended reading
+	resume string         // welcome.data.resume
+	data   map[string]any // welcome.data
 }
 
 func dial(t *testing.T, addr, token string) *client {
 	t.Helper()
+	return dialResume(t, addr, token, "")
+}
+
+// dialResume connects with the resume token resume, if not empty.
+func dialResume(t *testing.T, addr, token, resume string) *client {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
-	ws, _, err := websocket.Dial(ctx, "ws://"+addr+"/ws?access_token="+url.QueryEscape(token), nil)
+	u := "ws://" + addr + "/ws?access_token=" + url.QueryEscape(token)
+	if resume != "" {
+		u += "&resume=" + url.QueryEscape(resume)
+	}
+	ws, _, err := websocket.Dial(ctx, u, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -173,6 +188,8 @@ func dial(t *testing.T, addr, token string) *client {
 	welcome := c.next(t, "welcome")
 	data, _ := welcome["data"].(map[string]any)
 	c.user, _ = data["user"].(string)
+	c.resume, _ = data["resume"].(string)
+	c.data = data
 	if c.user == "" {
 		t.Fatalf("welcome without user: %v", welcome)
 	}
@@ -205,4 +222,116 @@ func (c *client) next(t *testing.T, typ string) map[string]any {
 			t.Fatalf("%s: no %s", c.user, typ)
 		}
 	}
+}
+
+// TestDevLogsCalls: dev logs each call's and room's lifecycle at info, one
+// line per event, as real clients call and meet.
+func TestDevLogsCalls(t *testing.T) {
+	d := startDev(t, "--log.level", "info")
+	gw := d.gateways[0]
+	alice := dial(t, gw, devToken(t, gw, "alice"))
+	bob := dial(t, gw, devToken(t, gw, "bob"))
+
+	alice.send(t, `{"type":"invite","id":"1","to":"bob"}`)
+	call, _ := alice.next(t, "ack")["call"].(string)
+	bob.next(t, "incoming")
+	bob.send(t, `{"type":"accept","id":"2","call":"`+call+`"}`)
+	alice.next(t, "accepted")
+	alice.send(t, `{"type":"hangup","id":"3","call":"`+call+`"}`)
+	bob.next(t, "ended")
+
+	alice.send(t, `{"type":"join","id":"4","room":"standup"}`)
+	alice.next(t, "joined")
+	bob.send(t, `{"type":"join","id":"5","room":"standup"}`)
+	bob.next(t, "joined")
+	bob.send(t, `{"type":"leave","id":"6","room":"standup"}`)
+	alice.next(t, "member_left")
+
+	c := regexp.QuoteMeta(call)
+	for _, line := range []string{
+		`level=INFO msg="call ringing" call=` + c + ` caller=alice callee=bob\n`,
+		`level=INFO msg="call answered" call=` + c + ` caller=alice callee=bob rang=\d[\w.]*\n`,
+		`level=INFO msg="call ended" call=` + c + ` caller=alice callee=bob reason=hangup rang=\d[\w.]* talked=\d[\w.]*\n`,
+		`level=INFO msg="room created" room=standup\n`,
+		`level=INFO msg="room joined" room=standup user=alice conn=\S+\n`,
+		`level=INFO msg="room joined" room=standup user=bob conn=\S+\n`,
+		`level=INFO msg="room left" room=standup user=bob conn=\S+ reason=left\n`,
+	} {
+		re := regexp.MustCompile(line)
+		natstest.WaitFor(t, "dev logs "+line, func() error {
+			if !re.MatchString(d.stderr.String()) {
+				return fmt.Errorf("no line matching %s in:\n%s", line, d.stderr.String())
+			}
+			return nil
+		})
+	}
+}
+
+// TestREADMEWelcome keeps the tour's welcome true: a client of `callmesh
+// dev` gets a welcome with the same fields, and the same ICE servers
+// (dev's TURN server among them) with the same fields, as README shows.
+func TestREADMEWelcome(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	block := regexp.MustCompile("(?s)```json\n(\\{\"type\":\"welcome\".*?)```").FindSubmatch(readme)
+	if block == nil {
+		t.Fatal("README shows no welcome")
+	}
+	var shown map[string]any
+	if err := json.Unmarshal(block[1], &shown); err != nil {
+		t.Fatalf("README's welcome: %v", err)
+	}
+
+	d := startDev(t)
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	ws, _, err := websocket.Dial(ctx, "ws://"+d.gateways[0]+"/ws?access_token="+url.QueryEscape(devToken(t, d.gateways[0], "alice")), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.CloseNow()
+	_, b, err := ws.Read(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got map[string]any
+	if err := json.Unmarshal(b, &got); err != nil {
+		t.Fatal(err)
+	}
+	if want, have := shape(shown), shape(got); want != have {
+		t.Errorf("README's welcome has the shape\n%s\na dev client's has\n%s\n(%s)", want, have, b)
+	}
+}
+
+// shape is the structure of a JSON value: object keys sorted, arrays by
+// their elements, strings by their scheme-like prefix ("turn:", "stun:").
+func shape(v any) string {
+	switch v := v.(type) {
+	case map[string]any:
+		keys := make([]string, 0, len(v))
+		for k := range v {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		var b strings.Builder
+		b.WriteString("{")
+		for _, k := range keys {
+			fmt.Fprintf(&b, "%s:%s ", k, shape(v[k]))
+		}
+		return b.String() + "}"
+	case []any:
+		parts := make([]string, len(v))
+		for i, e := range v {
+			parts[i] = shape(e)
+		}
+		return "[" + strings.Join(parts, ",") + "]"
+	case string:
+		if scheme, _, ok := strings.Cut(v, ":"); ok && (scheme == "stun" || scheme == "turn" || scheme == "turns") {
+			return scheme + ":"
+		}
+		return "string"
+	}
+	return fmt.Sprintf("%T", v)
 }

@@ -5,7 +5,9 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
+	"slices"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -19,19 +21,9 @@ import (
 // only (turn.allow_peer_cidrs gets 127.0.0.0/8), which is what two
 // browsers on the developer's machine need.
 func (m *devMesh) startTURN(cfg *Config, metrics prometheus.Registerer) error {
-	t := cfg.turnConfig(m.log, metrics)
-	if t.Secret == "" {
-		b := make([]byte, 16)
-		_, _ = rand.Read(b) // never fails
-		t.Secret = hex.EncodeToString(b)
-	}
-	t.RelayIP, t.RelayBind = "127.0.0.1", "127.0.0.1"
-	t.AllowPeerCIDRs = append(t.AllowPeerCIDRs, "127.0.0.0/8")
-	_, port, err := net.SplitHostPort(cfg.TURN.UDPAddr)
-	if err != nil || cfg.TURN.UDPAddr == "" {
-		port = "3478"
-	}
-	t.UDPAddr, t.TCPAddr, t.TLSAddr = "127.0.0.1:"+port, "127.0.0.1:"+port, ""
+	t := devTURNConfig(cfg, m.log, metrics)
+	_, port, _ := net.SplitHostPort(t.UDPAddr)
+	var err error
 	if m.turn, err = turnserver.Start(t); err != nil {
 		// The port is taken (another dev, a coturn): any free one will do.
 		m.turnNote = fmt.Sprintf("port %s is busy, took a free one", port)
@@ -47,6 +39,27 @@ func (m *devMesh) startTURN(cfg *Config, metrics prometheus.Registerer) error {
 	}
 	cfg.ICE.Servers = append(cfg.ICE.Servers, gateway.ICEServerConfig{URLs: urls, Secret: t.Secret})
 	return nil
+}
+
+// devTURNConfig is the config of dev's TURN server: the turn.* keys on
+// 127.0.0.1 (the port of turn.udp_addr, for UDP and TCP), relaying between
+// loopback addresses, with a secret made for the session unless
+// turn.secret is set.
+func devTURNConfig(cfg *Config, log *slog.Logger, metrics prometheus.Registerer) turnserver.Config {
+	t := cfg.turnConfig(log, metrics)
+	if t.Secret == "" {
+		b := make([]byte, 16)
+		_, _ = rand.Read(b) // never fails
+		t.Secret = hex.EncodeToString(b)
+	}
+	t.RelayIP, t.RelayBind = "127.0.0.1", "127.0.0.1"
+	t.AllowPeerCIDRs = append(slices.Clip(t.AllowPeerCIDRs), "127.0.0.0/8")
+	_, port, err := net.SplitHostPort(cfg.TURN.UDPAddr)
+	if err != nil || cfg.TURN.UDPAddr == "" {
+		port = "3478"
+	}
+	t.UDPAddr, t.TCPAddr, t.TLSAddr = "127.0.0.1:"+port, "127.0.0.1:"+port, ""
+	return t
 }
 
 // printTURN is the banner's line about dev's TURN server.

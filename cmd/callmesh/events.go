@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"time"
 
@@ -36,7 +35,7 @@ func addEventsFlags(fs *flag.FlagSet) eventsFlags {
 
 // runEvents prints the events stream as JSON lines (docs/events.md).
 func runEvents(ctx context.Context, cfg *Config, ef eventsFlags, log *slog.Logger, out io.Writer) error {
-	nc, err := connectNATS(cfg.NATS, "events", log)
+	nc, err := cfg.connectNATS("events", log)
 	if err != nil {
 		return err
 	}
@@ -109,10 +108,10 @@ func metricsHandler(reg *prometheus.Registry) http.Handler {
 func runWebhook(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	w := cfg.Webhook
 	wc := events.WebhookConfig{URL: w.URL, Secret: w.Secret, Timeout: w.Timeout, MaxAttempts: w.MaxAttempts, Durable: w.Durable}
-	if w.URL == "" || len(w.Secret) < 16 {
-		return configErrorf("webhook.url and webhook.secret (at least 16 bytes) must be set")
+	if err := wc.Validate(); err != nil {
+		return cfg.explain(err, webhookFields)
 	}
-	nc, err := connectNATS(cfg.NATS, "webhook", log)
+	nc, err := cfg.connectNATS("webhook", log)
 	if err != nil {
 		return err
 	}
@@ -127,7 +126,7 @@ func runWebhook(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	}
 	reg := newRegistry()
 	if w.HTTPAddr != "" {
-		ln, err := net.Listen("tcp", w.HTTPAddr)
+		ln, err := cfg.listen("webhook.http_addr")
 		if err != nil {
 			return err
 		}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"time"
 
@@ -27,10 +26,10 @@ const shutdownTimeout = 15 * time.Second
 func runGateway(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	// keyfunc (JWKS) and presence.Bind log through the default logger.
 	slog.SetDefault(log)
-	if err := checkGateway(ctx, cfg); err != nil {
+	if err := checkGateway(cfg); err != nil {
 		return err
 	}
-	ln, err := net.Listen("tcp", cfg.HTTP.Addr)
+	ln, err := cfg.listen("http.addr")
 	if err != nil {
 		return err
 	}
@@ -46,7 +45,7 @@ func runGateway(ctx context.Context, cfg *Config, log *slog.Logger) error {
 		return errors.Join(err, hs.Shutdown(context.Background()))
 	}
 	gcfg.ID = id
-	nc, err := connectNATS(cfg.NATS, "gateway", log, inbox)
+	nc, err := cfg.connectNATS("gateway", log, inbox)
 	if err != nil {
 		return errors.Join(err, hs.Shutdown(context.Background()))
 	}
@@ -57,7 +56,7 @@ func runGateway(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	gw, err := gateway.New(startCtx, gcfg, nc)
 	started()
 	if err != nil {
-		err = errors.Join(gatewayNewError(err), hs.Shutdown(context.Background()))
+		err = errors.Join(gatewayNewError(cfg, err), hs.Shutdown(context.Background()))
 		if ctx.Err() != nil { // stopped while starting: not a failure
 			log.Info("gateway stopped before it had started", "err", err)
 			return nil

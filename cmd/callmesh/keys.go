@@ -91,6 +91,11 @@ type Config struct {
 		TokenTTL time.Duration
 		TURN     bool
 	}
+
+	// origin is where each key's value came from, for errors (Config.source):
+	// "file PATH", "$CALLMESH_X" or "flag --key"; a key not in it has its
+	// default.
+	origin map[string]string
 }
 
 // natsConfig is where NATS is and how to log in to it.
@@ -126,7 +131,7 @@ var settings = []setting{
 	{"nats.tls_key", "", "PEM private key of nats.tls_cert", func(c *Config) any { return &c.NATS.TLSKey }},
 
 	{"http.addr", "127.0.0.1:8080", "gateway listen address; dev gateway i listens on port+i, port 0 picks free ports", func(c *Config) any { return &c.HTTP.Addr }},
-	{"http.demo", "false", "serve the demo page at / (dev always does); /callmesh.js is always served", func(c *Config) any { return &c.HTTP.Demo }},
+	{"http.demo", "false", "serve the demo page at / (dev always does); outside dev it signs in with a pasted token (callmesh token); /callmesh.js is always served", func(c *Config) any { return &c.HTTP.Demo }},
 	{"http.drain_timeout", "10s", "on SIGTERM a gateway sends goaway and waits this long for clients to resume elsewhere, then closes the rest with 1012 (dev stops at once)", func(c *Config) any { return &c.HTTP.DrainTimeout }},
 	{"http.origin_patterns", "", "browser origins allowed besides the gateway's own (host patterns; dev allows * when empty)", func(c *Config) any { return &c.HTTP.OriginPatterns }},
 	{"http.handshake_timeout", "10s", "a client must send its whole HTTP request (the WebSocket handshake) within this, or the connection is closed", func(c *Config) any { return &c.HTTP.HandshakeTimeout }},

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/url"
@@ -8,7 +9,19 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+
+	"github.com/callmesh/callmesh/internal/fielderr"
 )
+
+// connectNATS is connectNATS to nats.*, with errors that name the keys.
+func (c *Config) connectNATS(role string, log *slog.Logger, extra ...nats.Option) (*nats.Conn, error) {
+	nc, err := connectNATS(c.NATS, role, log, extra...)
+	var ce configError
+	if errors.As(err, &ce) {
+		return nil, c.explain(ce.err, natsFields)
+	}
+	return nc, err
+}
 
 // connectNATS opens the NATS connection of one component (role: gateway,
 // router) to n.URL with n's credentials, and extra options. It returns at once, connected or
@@ -89,7 +102,7 @@ func connectNATS(n natsConfig, role string, log *slog.Logger, extra ...nats.Opti
 	case n.NKeySeed != "":
 		opt, err := nats.NkeyOptionFromSeed(n.NKeySeed)
 		if err != nil {
-			return nil, configErrorf("nats.nkey_seed_file: %w", err)
+			return nil, configError{fielderr.New(err.Error(), "NKeySeed")} // Config.connectNATS names the key
 		}
 		opts = append(opts, opt)
 	}

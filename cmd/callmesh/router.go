@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 
 	"github.com/callmesh/callmesh/router"
@@ -25,7 +24,7 @@ func runRouter(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	front := &startingHandler{}
 	serveErr := make(chan error, 1)
 	if cfg.Router.HTTPAddr != "" {
-		ln, err := net.Listen("tcp", cfg.Router.HTTPAddr)
+		ln, err := cfg.listen("router.http_addr")
 		if err != nil {
 			return err
 		}
@@ -39,14 +38,14 @@ func runRouter(ctx context.Context, cfg *Config, log *slog.Logger) error {
 		}
 		return hs.Shutdown(ctx)
 	}
-	nc, err := connectNATS(cfg.NATS, "router", log)
+	nc, err := cfg.connectNATS("router", log)
 	if err != nil {
 		return errors.Join(err, stopHTTP(context.Background()))
 	}
 	defer closeNATS(nc)
 	r, err := router.New(cfg.routerConfig(log, newRegistry()), nc)
 	if err != nil {
-		return errors.Join(configError{err}, stopHTTP(context.Background()))
+		return errors.Join(cfg.explain(err, routerFields), stopHTTP(context.Background()))
 	}
 	startCtx, started := whileStarting(ctx, nc)
 	err = r.Start(startCtx)

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/callmesh/callmesh/gateway"
+	"github.com/callmesh/callmesh/messages"
 )
 
 // tokenFlags are the flags of `callmesh token` besides the config keys.
@@ -34,11 +35,20 @@ func runToken(cfg *Config, tf tokenFlags, out io.Writer) error {
 	if *tf.user == "" {
 		return configErrorf("--user is required")
 	}
+	if err := messages.ValidUserID(*tf.user); err != nil {
+		return configErrorf("--user: %w", err)
+	}
+	if *tf.ttl <= 0 {
+		return configErrorf("--ttl %v is not positive", *tf.ttl)
+	}
 	m := cfg.mintConfig()
 	m.KeyID = *tf.kid
 	grants := gateway.Grants{Rooms: patterns(*tf.rooms), Moderator: patterns(*tf.moderator)}
 	token, err := gateway.MintGrants(m, *tf.user, *tf.ttl, grants)
-	if errors.Is(err, gateway.ErrAuthConfig) || errors.Is(err, gateway.ErrMint) {
+	switch {
+	case errors.Is(err, gateway.ErrAuthConfig):
+		return cfg.explain(err, mintFields)
+	case errors.Is(err, gateway.ErrMint): // the grants of --rooms or --moderator
 		return configError{err}
 	}
 	if err != nil {

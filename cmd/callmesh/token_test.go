@@ -49,11 +49,11 @@ func TestTokenErrors(t *testing.T) {
 		want string
 	}{
 		{"no user", []string{"token", secret}, nil, "--user"},
-		{"no secret", []string{"token", "--user", "alice"}, nil, "Secret"},
+		{"no secret", []string{"token", "--user", "alice"}, nil, "jwt.secret empty"},
 		{"short secret from env", []string{"token", "--user", "alice"}, []string{"CALLMESH_JWT_SECRET=short"}, "32"},
 		{"malformed room pattern", []string{"token", "--user", "alice", "--rooms", "a,,b", secret}, nil, "rooms"},
 		{"zero ttl", []string{"token", "--user", "alice", "--ttl", "0s", secret}, nil, "ttl"},
-		{"asymmetric without a key", []string{"token", "--user", "alice", "--jwt.alg", "ES256"}, nil, "PrivateKeyFile"},
+		{"asymmetric without a key", []string{"token", "--user", "alice", "--jwt.alg", "ES256"}, nil, "jwt.signing_key_file empty"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -30,16 +29,16 @@ func runTURN(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	reg := newRegistry()
 	tc := cfg.turnConfig(log, reg)
 	if err := tc.Validate(); err != nil {
-		return configError{err}
+		return cfg.explain(err, turnFields)
 	}
 	srv, err := turnserver.Start(tc)
 	if err != nil {
-		return err
+		return cfg.nameKeys(err, turnFields) // a listen address in use, say
 	}
 	serveErr := make(chan error, 1)
 	var hs *http.Server
 	if cfg.TURN.HTTPAddr != "" {
-		ln, err := net.Listen("tcp", cfg.TURN.HTTPAddr)
+		ln, err := cfg.listen("turn.http_addr")
 		if err != nil {
 			return errors.Join(err, srv.Close())
 		}

@@ -1,4 +1,5 @@
-// The callmesh demo page: sign in with a dev token, call someone or join a room, talk, hang up.
+// The callmesh demo page: sign in (by name with a dev token under `callmesh dev`, otherwise with a
+// pasted JWT), call someone or join a room, talk, hang up.
 // Everything that talks to the mesh is in /callmesh.js; this file is only the page (and grid.js
 // the room's video grid). window.demo = {mesh, call, room, ring} is kept up to date for tests
 // and for poking around in the console.
@@ -12,6 +13,7 @@ const el = {
   status: $("status"),
   connectForm: $("connect-form"),
   user: $("user"),
+  token: $("token"),
   connect: $("connect"),
   disconnect: $("disconnect"),
   callForm: $("call-form"),
@@ -96,16 +98,33 @@ el.disconnect.addEventListener("click", () => {
 });
 window.addEventListener("pagehide", () => demo.mesh?.close());
 
+// How this gateway signs people in: "dev" (GET /dev/token mints a token for any name; callmesh dev
+// only) or "token" (paste a JWT the gateway accepts). The gateway says which in <body data-signin>.
+const signin = document.body.dataset.signin === "dev" ? "dev" : "token";
+
 async function connect() {
   if (demo.mesh) return;
   clearError();
-  const name = el.user.value.trim();
-  if (!name) {
-    showError("Enter your name first.");
-    el.user.focus();
-    return;
+  let name, token;
+  if (signin === "dev") {
+    name = el.user.value.trim();
+    if (!name) {
+      showError("Enter your name first.");
+      el.user.focus();
+      return;
+    }
+    token = () => devToken(name);
+  } else {
+    const jwt = el.token.value.trim();
+    name = tokenUser(jwt);
+    if (!name) {
+      showError("Paste a JWT first: three dot-separated parts, eyJ…, with your user id in its sub.");
+      el.token.focus();
+      return;
+    }
+    token = async () => jwt;
   }
-  const mesh = new CallMesh({ url: wsURL(), token: () => devToken(name) });
+  const mesh = new CallMesh({ url: wsURL(), token });
   demo.mesh = mesh;
   mesh.addEventListener("state", () => {
     if (demo.mesh !== mesh) return;
@@ -130,7 +149,10 @@ async function connect() {
     el.callee.focus();
   } catch (err) {
     if (demo.mesh === mesh) demo.mesh = null;
-    const why = err.code === "connect_failed" ? "the server cannot be reached or refused the token" : err.message;
+    let why = err.code === "connect_failed" ? "the server cannot be reached or refused the token" : err.message;
+    if (err.code === "connect_failed" && signin === "token") {
+      why += " (is it signed with this gateway's key, by its jwt.* settings, and not expired?)";
+    }
     showError(`Could not sign in as ${name}: ${why}.`);
   }
   render();
@@ -138,6 +160,23 @@ async function connect() {
 
 function wsURL() {
   return `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws`;
+}
+
+/**
+ * The user (sub) of a JWT, or "" if jwt does not look like one. The gateway verifies the token;
+ * this only names the user in messages before it has.
+ * @param {string} jwt
+ */
+function tokenUser(jwt) {
+  const parts = jwt.split(".");
+  if (parts.length !== 3) return "";
+  try {
+    const bytes = Uint8Array.from(atob(parts[1].replace(/-/g, "+").replace(/_/g, "/")), (c) => c.charCodeAt(0));
+    const payload = JSON.parse(new TextDecoder().decode(bytes));
+    return typeof payload.sub === "string" ? payload.sub : "";
+  } catch {
+    return "";
+  }
 }
 
 /** A dev token from this gateway (dev mode only: anyone can be anyone). @param {string} name */
@@ -879,7 +918,7 @@ function render() {
     reconnecting: `Reconnecting as ${mesh?.user}…`,
     closed: "Not connected",
   }[conn];
-  el.user.disabled = el.connect.disabled = !!mesh;
+  el.user.disabled = el.token.disabled = el.connect.disabled = !!mesh;
   el.connect.textContent = { open: "Connected", connecting: "Connecting…", reconnecting: "Reconnecting…", closed: "Connect" }[conn];
   el.disconnect.disabled = !mesh;
   el.call.disabled = !open || state !== "idle";
