@@ -32,38 +32,14 @@ func TestSignalAckMeansNATSHasIt(t *testing.T) {
 	gw := m.AddGatewayOn(0, nc) // gateway 1
 	alice, bob := m.Dial(1, "alice"), m.Dial(0, "bob")
 	call := Establish(alice, bob)
-
-	signal := func(n int) {
-		t.Helper()
-		alice.Send(&messages.Envelope{Type: messages.TypeSignal, ID: fmt.Sprintf("sig-%d", n), Call: call,
-			Data: json.RawMessage(fmt.Sprintf(`{"n":%d}`, n))})
-	}
-	// stalled sends signal n and a ping behind it while the link is
-	// paused, and waits until the gateway has published the signal and
-	// holds its ack (or until alice gets a frame, which fails the test).
-	stalled := func(n int) {
-		t.Helper()
-		link.Pause()
-		signal(n)
-		alice.Send(&messages.Envelope{Type: messages.TypePing, ID: fmt.Sprintf("ping-%d", n)})
-		natstest.Eventually(t, "the gateway holds the ack of a signal, or alice has a frame", func() bool {
-			return gw.Gauge("callmesh_gateway_signal_acks_waiting") == 1 || len(alice.frames) > 0
-		})
-		if len(alice.frames) > 0 {
-			t.Fatalf("alice got %s while her gateway's link to NATS was stalled: NATS does not have the signal yet",
-				describe(<-alice.frames))
-		}
-	}
+	stalled := func(n int) { t.Helper(); signalStalled(t, link, gw, alice, call, n) }
 
 	stalled(1)
 	if len(bob.frames) > 0 {
 		t.Fatalf("bob got %s through a stalled link", describe(<-bob.frames))
 	}
 	link.Resume()
-	alice.ExpectAck("sig-1")
-	if pong := alice.Expect(messages.TypePong); pong.ID != "ping-1" {
-		t.Fatalf("alice: pong %q, want ping-1", pong.ID)
-	}
+	expectAckThenPong(alice, 1)
 	bob.ExpectSignal(call, 1)
 
 	// The gateway dies with signal 2 in its NATS client's buffer: its
@@ -88,4 +64,63 @@ func TestSignalAckMeansNATSHasIt(t *testing.T) {
 	bob.ExpectSignal(call, 3)
 	m.Barrier(bob)
 	m.Barrier(again)
+}
+
+// signalStalled pauses link, then has c send signal n of call with an id
+// and a ping behind it, and waits until c's gateway gw has published the
+// signal and holds its ack. No frame may reach c meanwhile: NATS does not
+// have the signal.
+func signalStalled(t *testing.T, link *linkProxy, gw *Gateway, c *Client, call string, n int) {
+	t.Helper()
+	link.Pause()
+	c.Send(&messages.Envelope{Type: messages.TypeSignal, ID: fmt.Sprintf("sig-%d", n), Call: call,
+		Data: json.RawMessage(fmt.Sprintf(`{"n":%d}`, n))})
+	c.Send(&messages.Envelope{Type: messages.TypePing, ID: fmt.Sprintf("ping-%d", n)})
+	natstest.Eventually(t, "the gateway holds the ack of a signal, or the client has a frame", func() bool {
+		return gw.Gauge("callmesh_gateway_signal_acks_waiting") == 1 || len(c.frames) > 0
+	})
+	if len(c.frames) > 0 {
+		t.Fatalf("%s got %s while its gateway's link to NATS was stalled: NATS does not have the signal yet",
+			c, describe(<-c.frames))
+	}
+}
+
+// expectAckThenPong expects the ack of signal n, then the pong of the ping
+// sent behind it (signalStalled).
+func expectAckThenPong(c *Client, n int) {
+	c.t.Helper()
+	c.ExpectAck(fmt.Sprintf("sig-%d", n))
+	if pong := c.Expect(messages.TypePong); pong.ID != fmt.Sprintf("ping-%d", n) {
+		c.t.Fatalf("%s: pong %q, want ping-%d", c, pong.ID, n)
+	}
+}
+
+// When the link between a gateway and NATS breaks with a signal on it, the
+// ack waits until the gateway is connected again, then comes, in order;
+// the signal, lost with the link, reaches the other party all the same
+// (the reconnect's replay, replay.go).
+func TestSignalAckWaitsAcrossNATSReconnect(t *testing.T) {
+	m := Start(t, Options{Gateways: 1})
+	link := startLinkProxy(t, m.NATS.Addr().String())
+	nc, err := nats.Connect(link.URL(), nats.Name("gateway"), nats.MaxReconnects(-1),
+		nats.ReconnectWait(20*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	gw := m.AddGatewayOn(0, nc)
+	alice, bob := m.Dial(1, "alice"), m.Dial(0, "bob")
+	call := Establish(alice, bob)
+
+	signalStalled(t, link, gw, alice, call, 1)
+	link.Cut() // signal 1 is lost with the link
+	if len(alice.frames) > 0 {
+		t.Fatalf("alice got %s while her gateway was cut off from NATS", describe(<-alice.frames))
+	}
+	link.Heal()
+	expectAckThenPong(alice, 1)
+	bob.ExpectSignal(call, 1)
+	alice.Signal(call, 2)
+	bob.ExpectSignal(call, 2)
+	m.Barrier(bob)
 }

@@ -12,7 +12,8 @@ import (
 // faults of the link itself: Pause stops what the component sends from
 // reaching the server (the bytes wait in the proxy), Resume lets them on,
 // and Cut drops every connection with a reset, losing what waited, and
-// refuses new ones, as a SIGKILL of the component would.
+// refuses new ones, as a SIGKILL of the component would (or, until Heal,
+// a network that is down).
 type linkProxy struct {
 	ln       net.Listener
 	upstream string
@@ -130,6 +131,13 @@ func (p *linkProxy) Cut() {
 	for _, c := range conns {
 		reset(c)
 	}
+}
+
+// Heal accepts the component's connections again after a Cut.
+func (p *linkProxy) Heal() {
+	p.mu.Lock()
+	p.cut, p.paused = false, false
+	p.mu.Unlock()
 }
 
 // reset closes c with a TCP reset, dropping what it has not sent.
