@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"context"
 	"sync"
 	"time"
 
@@ -126,11 +125,12 @@ func (f *ackFlusher) run() {
 	}
 }
 
-// flush waits until the NATS server has answered a PING sent now.
+// flush waits until the NATS server has answered a PING sent now, for up
+// to ackFlushTimeout. (FlushTimeout allocates less than FlushWithContext,
+// which needs a context with a deadline for each flush; Shutdown may wait
+// for one flush to time out.)
 func (f *ackFlusher) flush() error {
-	ctx, cancel := context.WithTimeout(f.s.bg, ackFlushTimeout)
-	defer cancel()
-	return f.s.nc.FlushWithContext(ctx)
+	return f.s.nc.FlushTimeout(ackFlushTimeout)
 }
 
 // ackRelayed queues ack, the answer to a signal c has just published, to
