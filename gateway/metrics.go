@@ -16,12 +16,15 @@ type metrics struct {
 	closed     *prometheus.CounterVec // close code
 	relayed    prometheus.Counter
 	// acksWaiting counts the acks of relayed signals waiting for a NATS
-	// flush; ackFlushes counts those flushes by result (ackflush.go).
-	acksWaiting   prometheus.Gauge
-	ackFlushes    *prometheus.CounterVec   // result: ok, failed
-	routerLatency *prometheus.HistogramVec // op
-	dropped       prometheus.Counter
-	resumed       prometheus.Counter
+	// flush; ackFlushes counts those flushes by result (ackflush.go), and
+	// ackFlushed and ackFlushFailed are its two series, looked up once.
+	acksWaiting    prometheus.Gauge
+	ackFlushes     *prometheus.CounterVec // result: ok, failed
+	ackFlushed     prometheus.Counter
+	ackFlushFailed prometheus.Counter
+	routerLatency  *prometheus.HistogramVec // op
+	dropped        prometheus.Counter
+	resumed        prometheus.Counter
 	// refusedHandover counts frames another gateway handed over that
 	// failed validation (resume.go).
 	refusedHandover prometheus.Counter
@@ -64,6 +67,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "callmesh_gateway_handover_frames_refused_total", Help: "Frames another gateway handed over with a session that were not valid server frames (dropped).",
 		}),
 	}
+	m.ackFlushed, m.ackFlushFailed = m.ackFlushes.WithLabelValues("ok"), m.ackFlushes.WithLabelValues("failed")
 	m.receivedBy = map[string]prometheus.Counter{}
 	for _, typ := range messages.ClientTypes() {
 		m.receivedBy[typ] = m.received.WithLabelValues(typ)
