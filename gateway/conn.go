@@ -61,6 +61,10 @@ type conn struct {
 	// before the session is held, so that what it could not write is kept.
 	writers sync.WaitGroup
 
+	// ackRound is the flush round this connection last has acks in
+	// (ackflush.go). Guarded by s.acks.mu.
+	ackRound uint64
+
 	mu sync.Mutex
 	// Guarded by mu.
 	// resumeHash is the hash in presence of the secret that resumes this
@@ -281,13 +285,13 @@ func (c *conn) deliverLocked(id string, env *messages.Envelope, frame []byte, bi
 		return true
 	}
 	if c.out.holding {
-		return c.hold(heldFrame{outFrame: outFrame{id, frame}, env: env, bind: bind})
+		return c.hold(heldFrame{outFrame: outFrame{id: id, frame: frame}, env: env, bind: bind})
 	}
 	if id != "" && c.out.sent.has(id) {
 		return true // a replay of what this socket has (replay.go), or a retry
 	}
 	if c.apply(id, env, bind) {
-		c.enqueueLocked(outFrame{id, frame})
+		c.enqueueLocked(outFrame{id: id, frame: frame})
 	}
 	return true
 }

@@ -134,7 +134,8 @@ func (s *Server) withdraw(user, conn, call string) {
 // relay publishes a signal to the other party's bound connection, and keeps
 // it for a replay (replay.go). Only the two connections of an accepted call
 // are bound; the binding came from the router, so no KV read is on this
-// path. The signal's delivery id is its id for the receiving client.
+// path. The signal's delivery id is its id for the receiving client. Its
+// ack waits until the NATS server has it (ackflush.go).
 func (c *conn) relay(env *messages.Envelope) {
 	c.mu.Lock()
 	view := c.calls[env.Call]
@@ -166,7 +167,7 @@ func (c *conn) relay(env *messages.Envelope) {
 	}
 	c.s.metrics.relayed.Inc()
 	if env.ID != "" {
-		c.send1(messages.Ack(env.ID, env.Call))
+		c.ackRelayed(messages.Encode(messages.Ack(env.ID, env.Call))) // once NATS has it (ackflush.go)
 	}
 }
 

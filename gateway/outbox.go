@@ -27,6 +27,9 @@ const spareMax = 64
 type outFrame struct {
 	id    string
 	frame []byte
+	// flush is, for the ack of a relayed signal, the round of the NATS
+	// flush it waits for (ackflush.go); 0 for every other frame.
+	flush uint64
 }
 
 // heldFrame is one frame held for a session: with its envelope and binding
@@ -48,7 +51,11 @@ type outbox struct {
 	max int // bound of the frames queued and being written (Config.SendQueue)
 
 	// The queue, while the socket is served.
-	queue   []outFrame // waiting for the writer, in order
+	queue []outFrame // waiting for the writer, in order
+	// waiting follows queue: an ack whose flush has not been done yet,
+	// and everything queued after it (ackflush.go).
+	waiting []outFrame
+	flushed uint64     // the last flush round done for this connection's acks
 	spare   []outFrame // the writer's last batch, emptied: the next queue
 	writing int        // frames taken by the writer and not yet written
 	writer  bool       // a writer runs, or has been started
@@ -70,21 +77,52 @@ type outbox struct {
 	grace     *time.Timer // ends the session when the resume grace runs out
 }
 
-// push queues f for the writer. full is true when the queue is at its
-// bound (f is not queued: the client is too slow); start is true when a
-// writer must be started for it.
+// push queues f for the writer, or makes it wait behind an ack whose flush
+// is not done yet (or when it is one). full is true when the queue is at
+// its bound (f is not queued: the client is too slow); start is true when
+// a writer must be started for it.
 func (o *outbox) push(f outFrame) (start, full bool) {
-	if len(o.queue)+o.writing >= o.max {
+	if o.pending() >= o.max {
 		return false, true
 	}
 	if f.id != "" {
 		o.sent.add(f.id)
 	}
+	if len(o.waiting) > 0 || f.flush > o.flushed {
+		o.waiting = append(o.waiting, f)
+		return false, false
+	}
+	o.append(f)
+	return o.wake(), false
+}
+
+// append adds f to the queue.
+func (o *outbox) append(f outFrame) {
 	if o.queue == nil {
 		o.queue, o.spare = o.spare, nil
 	}
 	o.queue = append(o.queue, f)
-	return o.wake(), false
+}
+
+// ready records that the flush of round is done, and queues what waited
+// for it, up to the next ack that waits for a later round. It reports
+// whether a writer must be started.
+func (o *outbox) ready(round uint64) (start bool) {
+	o.flushed = max(o.flushed, round)
+	n := 0
+	for ; n < len(o.waiting) && o.waiting[n].flush <= o.flushed; n++ {
+		o.append(o.waiting[n])
+	}
+	if n == 0 {
+		return false
+	}
+	rest := copy(o.waiting, o.waiting[n:])
+	clear(o.waiting[rest:])
+	o.waiting = o.waiting[:rest]
+	if rest == 0 && cap(o.waiting) > spareMax {
+		o.waiting = nil
+	}
+	return o.wake()
 }
 
 // closeAfter queues the marker that closes the socket with code and
@@ -94,8 +132,8 @@ func (o *outbox) closeAfter(code websocket.StatusCode, reason string) (start, fu
 	return o.push(outFrame{})
 }
 
-// pending is how many frames are queued or being written.
-func (o *outbox) pending() int { return len(o.queue) + o.writing }
+// pending is how many frames are queued, waiting or being written.
+func (o *outbox) pending() int { return len(o.queue) + len(o.waiting) + o.writing }
 
 // serve opens the socket to the writer, once it has its welcome and has
 // caught up. It reports whether a writer must be started for what is
@@ -180,7 +218,8 @@ func (o *outbox) hold(f heldFrame) (ok, overflowed bool) {
 }
 
 // startHolding diverts frames from the queue to held, keeping first what
-// the writer could not write and what is still queued.
+// the writer could not write, what is still queued and what waits for a
+// flush (with its round: it still waits, wherever it goes on this gateway).
 func (o *outbox) startHolding() {
 	if o.holding {
 		return
@@ -191,12 +230,14 @@ func (o *outbox) startHolding() {
 		queued = append(queued, heldFrame{outFrame: f})
 	}
 	o.unsent = nil
-	for _, f := range o.queue {
-		if f.frame != nil { // not closeAfter's marker
-			queued = append(queued, heldFrame{outFrame: f})
+	for _, frames := range [][]outFrame{o.queue, o.waiting} {
+		for _, f := range frames {
+			if f.frame != nil { // not closeAfter's marker
+				queued = append(queued, heldFrame{outFrame: f})
+			}
 		}
 	}
-	o.queue = nil
+	o.queue, o.waiting = nil, nil
 	for _, f := range queued {
 		o.heldBytes += len(f.frame)
 	}
@@ -281,7 +322,9 @@ func (o *outbox) finish() (wasTaken bool) {
 
 // handOver lets the session go to a socket that resumed it and returns what
 // was held for it, in order. ok is false if the session had already moved
-// on.
+// on. An ack still waiting for its flush goes too: the handover's reply
+// leaves on this gateway's NATS connection after the signal it acks, so
+// once the resuming gateway has the reply, the NATS server has the signal.
 func (o *outbox) handOver() (frames []messages.HeldFrame, ok bool) {
 	if o.taken {
 		return nil, false

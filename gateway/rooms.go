@@ -118,7 +118,7 @@ func (c *conn) relayRoom(env *messages.Envelope) {
 	}
 	c.s.metrics.relayed.Inc()
 	if env.ID != "" {
-		c.send1(messages.RoomAck(env.ID, "", env.Room))
+		c.ackRelayed(messages.Encode(messages.RoomAck(env.ID, "", env.Room))) // once NATS has it (ackflush.go)
 	}
 }
 
@@ -217,6 +217,6 @@ func (c *conn) waitForJoin(id string, env *messages.Envelope, frame []byte, bind
 	if w == nil || id == "" || env.Room != w.room || len(w.frames) >= c.out.max {
 		return false
 	}
-	w.frames = append(w.frames, heldFrame{outFrame: outFrame{id, frame}, env: env, bind: bind})
+	w.frames = append(w.frames, heldFrame{outFrame: outFrame{id: id, frame: frame}, env: env, bind: bind})
 	return true
 }

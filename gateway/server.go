@@ -51,7 +51,8 @@ type Server struct {
 	bg         context.Context // cancelled by Shutdown
 	cancel     context.CancelFunc
 	deliveries chan *nats.Msg
-	tasks      tasks // every goroutine the gateway starts; Shutdown waits for them
+	tasks      tasks       // every goroutine the gateway starts; Shutdown waits for them
+	acks       *ackFlusher // the flushes that acks of relayed signals wait for
 
 	open  atomic.Int64 // slots of MaxConns taken: connections being admitted or served
 	guard *floodGuard
@@ -130,6 +131,7 @@ func New(ctx context.Context, cfg Config, nc *nats.Conn) (*Server, error) {
 		repairs: repairs{orphans: map[string]orphan{}, users: map[string]struct{}{}},
 	}
 	s.log = cfg.Logger.With("component", "gateway", "gateway", s.id)
+	s.acks = newAckFlusher(s)
 	logReconnect := nc.Opts.ReconnectedCB
 	nc.SetReconnectHandler(func(nc *nats.Conn) {
 		if logReconnect != nil {
@@ -166,6 +168,7 @@ func New(ctx context.Context, cfg Config, nc *nats.Conn) (*Server, error) {
 	s.bg, s.cancel = context.WithCancel(context.Background())
 	s.goRun(func() { s.hb.Run(s.bg, s.reregister) })
 	s.goRun(s.dispatch)
+	s.goRun(s.acks.run)
 	s.goRun(s.sendTails)
 	s.goRun(s.reconcile)
 

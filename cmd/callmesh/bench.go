@@ -46,6 +46,7 @@ func addBenchFlags(fs *flag.FlagSet) *benchFlags {
 	fs.IntVar(&o.Pairs, "pairs", d.Pairs, "calls, relay: pairs of connections, caller and callee on different gateways")
 	fs.Float64Var(&o.Rate, "rate", d.Rate, "calls, relay: calls or signals per second in all (a sweep's first step)")
 	fs.IntVar(&o.DataBytes, "size", d.DataBytes, "relay: bytes of each signal's data")
+	fs.BoolVar(&o.Acked, "acked", false, "relay: give each signal an id, so the gateway acks it (once NATS has it), and report the ack latency")
 	fs.DurationVar(&o.Duration, "duration", d.Duration, "calls, relay: measured time of each step")
 	fs.DurationVar(&o.Warmup, "warmup", d.Warmup, "calls, relay: load before measuring, in each step")
 	fs.DurationVar(&o.Drain, "drain", d.Drain, "wait this long for what is in flight after a step's schedule ends")

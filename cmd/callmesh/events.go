@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -35,19 +36,11 @@ func addEventsFlags(fs *flag.FlagSet) eventsFlags {
 
 // runEvents prints the events stream as JSON lines (docs/events.md).
 func runEvents(ctx context.Context, cfg *Config, ef eventsFlags, log *slog.Logger, out io.Writer) error {
-	nc, err := cfg.connectNATS("events", log)
+	nc, js, names, err := cfg.jetStream("events", log)
 	if err != nil {
 		return err
 	}
 	defer closeNATS(nc)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return err
-	}
-	names, err := messages.NewNames(cfg.NATS.Prefix)
-	if err != nil {
-		return configError{err}
-	}
 	oc := jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverNewPolicy}
 	switch {
 	case *ef.all:
@@ -111,19 +104,11 @@ func runWebhook(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	if err := wc.Validate(); err != nil {
 		return cfg.explain(err, webhookFields)
 	}
-	nc, err := cfg.connectNATS("webhook", log)
+	nc, js, names, err := cfg.jetStream("webhook", log)
 	if err != nil {
 		return err
 	}
 	defer closeNATS(nc)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return err
-	}
-	names, err := messages.NewNames(cfg.NATS.Prefix)
-	if err != nil {
-		return configError{err}
-	}
 	reg := newRegistry()
 	if w.HTTPAddr != "" {
 		ln, err := cfg.listen("webhook.http_addr")
@@ -149,4 +134,23 @@ func runWebhook(ctx context.Context, cfg *Config, log *slog.Logger) error {
 		return nil
 	}
 	return err
+}
+
+// jetStream connects to NATS as name and returns the connection (close it
+// with closeNATS), its JetStream and the configured names.
+func (c *Config) jetStream(name string, log *slog.Logger) (*nats.Conn, jetstream.JetStream, messages.Names, error) {
+	names, err := messages.NewNames(c.NATS.Prefix)
+	if err != nil {
+		return nil, nil, names, configError{err}
+	}
+	nc, err := c.connectNATS(name, log)
+	if err != nil {
+		return nil, nil, names, err
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		closeNATS(nc)
+		return nil, nil, names, err
+	}
+	return nc, js, names, nil
 }

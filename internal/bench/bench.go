@@ -52,6 +52,7 @@ type Options struct {
 	Pairs       int     // calls, relay: pairs of connections
 	Rate        float64 // calls, relay: target aggregate rate per second
 	DataBytes   int     // relay: bytes of each signal's data
+	Acked       bool    // relay (callmesh): each signal has an id, so the gateway acks it
 	Duration    time.Duration
 	Warmup      time.Duration // calls, relay: run before measuring, in each step
 	Drain       time.Duration // how long to wait for what is in flight after the schedule ends
@@ -157,6 +158,9 @@ func (o *Options) validate() error {
 	if o.Target == TargetCallmesh && o.Token == nil {
 		return errors.New("bench: no way to get tokens")
 	}
+	if o.Acked && (o.Target != TargetCallmesh || o.Scenario != ScenarioRelay) {
+		return errors.New("bench: --acked is for the relay scenario against callmesh")
+	}
 	if o.Conns < 1 || o.Pairs < 1 || o.Rate <= 0 || o.DataBytes < 64 {
 		return errors.New("bench: conns and pairs must be at least 1, rate above 0, data bytes at least 64")
 	}
@@ -186,6 +190,8 @@ type Result struct {
 	// generator's own delay plus the server's backpressure (a write blocks
 	// while the server does not read).
 	SendLag *Percentiles `json:"send_lag,omitempty"`
+	// Ack is, for relay with Acked, scheduled → the signal's ack received.
+	Ack *Percentiles `json:"ack,omitempty"`
 	// Errors counts failures by reason: error:<code>[:<request>] (callmesh
 	// error frames, with the request they answer: invite, accept, hangup), http_<status> (refused dials), close:<code>, conn_lost,
 	// timeout:<stage>, ended:<reason> (a call that ended unexpectedly),
@@ -194,6 +200,8 @@ type Result struct {
 	Failed int64            `json:"failed"` // calls that did not complete, dials that failed
 	Lost   int64            `json:"lost"`   // relay: signals sent and never received
 	Dups   int64            `json:"dups"`   // relay: signals received twice or out of order
+	// AcksLost is, for relay with Acked, signals sent and never acked.
+	AcksLost int64 `json:"acks_lost,omitempty"`
 	// ServerPID is the server process measured, 0 when it is not local.
 	ServerPID int `json:"server_pid"`
 	// ServerRSSPerConnKiB is the server's resident memory growth since
@@ -232,6 +240,7 @@ type run struct {
 	lat         *latencies   // the step's main latency
 	ring        *latencies   // calls: ring latency
 	lag         *latencies   // relay: scheduled → written, the generator's own delay
+	ack         *latencies   // relay with Acked: scheduled → ack received
 	measureFrom atomic.Int64 // offset from base: earlier sends are warm-up
 	errors      errorCounts
 
@@ -259,7 +268,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		o: &o, runID: hex.EncodeToString(id), base: time.Now(),
 		dialer: newDialer(o.Sources, isLoopback(o.URLs[0])),
 		srv:    srv,
-		lat:    newLatencies(), ring: newLatencies(), lag: newLatencies(),
+		lat:    newLatencies(), ring: newLatencies(), lag: newLatencies(), ack: newLatencies(),
 	}
 	stop := r.showProgress()
 	defer stop()

@@ -33,6 +33,7 @@ type conn struct {
 
 	// Relayed signals received; written by the reader only.
 	recv    atomic.Int64
+	acks    atomic.Int64 // acks of this connection's signals (Options.Acked)
 	dups    atomic.Int64 // a sequence number not above the last one
 	lastSeq int64        // owned by the reader
 }
@@ -139,6 +140,10 @@ func (c *conn) read(r *run) {
 			}
 			return
 		}
+		if r.o.Acked && bytes.HasPrefix(buf, ackPrefix) && isStampID(buf[len(ackPrefix):]) {
+			c.acked(r, buf[len(ackPrefix):len(ackPrefix)+stampLen])
+			continue
+		}
 		if i := bytes.Index(buf, marker); i >= 0 && len(buf) >= i+len(marker)+stampLen {
 			c.relayed(r, buf[i+len(marker):i+len(marker)+stampLen])
 			continue
@@ -158,6 +163,32 @@ func (c *conn) read(r *run) {
 		case c.ctrl <- f:
 		default: // nobody waits for it
 		}
+	}
+}
+
+// ackPrefix starts the ack of a signal sent with Options.Acked, whose id is
+// the signal's stamp.
+var ackPrefix = []byte(`{"type":"ack","id":"`)
+
+// isStampID reports whether b starts with a stamp that ends a JSON string:
+// the id of a signal's ack, not of a request's.
+func isStampID(b []byte) bool {
+	if len(b) <= stampLen || b[seqDigits] != ':' || b[stampLen] != '"' {
+		return false
+	}
+	for i, ch := range b[:stampLen] {
+		if i != seqDigits && (ch < '0' || ch > '9') {
+			return false
+		}
+	}
+	return true
+}
+
+// acked accounts for the ack of a signal with the given stamp.
+func (c *conn) acked(r *run, stamp []byte) {
+	c.acks.Add(1)
+	if sched := time.Duration(parseDigits(stamp[seqDigits+1:])); int64(sched) >= r.measureFrom.Load() {
+		r.ack.record(c.idx, time.Since(r.base)-sched)
 	}
 }
 

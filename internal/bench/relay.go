@@ -14,23 +14,29 @@ import (
 // rewritten in place for each send, so that sending allocates nothing.
 // Owned by one scheduler worker.
 type sender struct {
-	from  *conn
-	frame []byte
-	stamp int // offset of the stamp in frame
-	seq   int64
+	from   *conn
+	frame  []byte
+	stamps []int // offsets of the stamp in frame: in data, and in the id (Options.Acked)
+	seq    int64
 }
 
 // send stamps the frame with the next sequence number and sched, and writes it.
-func (s *sender) send(sched time.Duration) error {
+func (s *sender) send(sched time.Duration) error { return s.from.send(s.next(sched)) }
+
+// next stamps the frame with the next sequence number and sched, and returns it.
+func (s *sender) next(sched time.Duration) []byte {
 	s.seq++
-	putDigits(s.frame[s.stamp:s.stamp+seqDigits], s.seq)
-	putDigits(s.frame[s.stamp+seqDigits+1:s.stamp+stampLen], int64(sched))
-	return s.from.send(s.frame)
+	for _, at := range s.stamps {
+		putDigits(s.frame[at:at+seqDigits], s.seq)
+		putDigits(s.frame[at+seqDigits+1:at+stampLen], int64(sched))
+	}
+	return s.frame
 }
 
 // newSender builds the frame from sends to its peer: a callmesh signal in
 // call, or a PeerJS CANDIDATE to the peer's id, whose data is an ICE
-// candidate padded to size bytes and ends with the stamp.
+// candidate padded to size bytes and ends with the stamp. With
+// Options.Acked, the signal's id is the stamp too.
 func (r *run) newSender(from, to *conn, call string) *sender {
 	const head = `{"candidate":{"candidate":"candidate:842163049 1 udp 1677729535 203.0.113.7 46154 typ srflx raddr 0.0.0.0 rport 0 generation 0 `
 	const mid = `","sdpMid":"0","sdpMLineIndex":0},"bench":"`
@@ -38,14 +44,21 @@ func (r *run) newSender(from, to *conn, call string) *sender {
 	pad := max(r.o.DataBytes-len(head)-len(mid)-len(tail), 0)
 	data := head + strings.Repeat("x", pad) + mid + tail
 	var prefix string
-	if r.o.Target == TargetPeerJS {
+	var stamps []int
+	switch {
+	case r.o.Target == TargetPeerJS:
 		dst, _ := json.Marshal(to.user)
 		prefix = `{"type":"CANDIDATE","dst":` + string(dst) + `,"payload":`
-	} else {
+	case r.o.Acked:
+		head := `{"type":"signal","id":"`
+		stamps = append(stamps, len(head))
+		prefix = head + tail[:stampLen] + `","call":"` + call + `","data":`
+	default:
 		prefix = `{"type":"signal","call":"` + call + `","data":`
 	}
 	frame := []byte(prefix + data + "}")
-	return &sender{from: from, frame: frame, stamp: len(prefix) + len(data) - len(tail)}
+	stamps = append(stamps, len(prefix)+len(data)-len(tail))
+	return &sender{from: from, frame: frame, stamps: stamps}
 }
 
 // relay puts o.Pairs pairs in accepted calls (PeerJS: just connected) and
@@ -165,6 +178,15 @@ func received(pairs []*pair) (recv, dups int64) {
 	return recv, dups
 }
 
+// acked is how many acks of their signals the pairs' connections have
+// received in all (Options.Acked).
+func acked(pairs []*pair) (n int64) {
+	for _, p := range pairs {
+		n += p.caller.acks.Load() + p.callee.acks.Load()
+	}
+	return n
+}
+
 // relayStep sends at rate for o.Warmup + o.Duration, waits up to o.Drain
 // for what is in flight, and measures the part after the warm-up.
 func (r *run) relayStep(ctx context.Context, pairs []*pair, senders []*sender, workers int, rate float64, step int) Result {
@@ -172,7 +194,9 @@ func (r *run) relayStep(ctx context.Context, pairs []*pair, senders []*sender, w
 	r.errors.take()
 	r.lat.reset()
 	r.lag.reset()
+	r.ack.reset()
 	recv0, dups0 := received(pairs)
+	acks0 := acked(pairs)
 	var sent, sentMeasured atomic.Int64
 	start := r.since() + 20*time.Millisecond
 	measureFrom := start + o.Warmup
@@ -220,7 +244,7 @@ func (r *run) relayStep(ctx context.Context, pairs []*pair, senders []*sender, w
 	drainEnd := r.since() + o.Drain
 	for r.since() < drainEnd && ctx.Err() == nil {
 		recv, dups := received(pairs)
-		if recv-recv0-(dups-dups0) >= sent.Load() {
+		if recv-recv0-(dups-dups0) >= sent.Load() && (!o.Acked || acked(pairs)-acks0 >= sent.Load()) {
 			break
 		}
 		time.Sleep(10 * time.Millisecond)
@@ -242,7 +266,12 @@ func (r *run) relayStep(ctx context.Context, pairs []*pair, senders []*sender, w
 		Dups:      dups - dups0,
 		ServerPID: r.srv.pid,
 	}
+	if o.Acked {
+		ack := r.ack.summary()
+		res.Ack = &ack
+		res.AcksLost = max(sent.Load()-(acked(pairs)-acks0), 0)
+	}
 	res.setRates(o.Duration, time.Duration(lastSend.Load())-measureFrom, cpu1.cpu-cpu0.cpu, window)
-	res.Pass = res.Latency.P99 <= ms(o.MaxP99) && res.Lost == 0 && res.Dups == 0 && sum(res.Errors) == 0 && res.Latency.Count > 0
+	res.Pass = res.Latency.P99 <= ms(o.MaxP99) && res.Lost == 0 && res.AcksLost == 0 && res.Dups == 0 && sum(res.Errors) == 0 && res.Latency.Count > 0
 	return res
 }

@@ -22,13 +22,18 @@ func WriteJSON(w io.Writer, reps ...*Report) error {
 func WriteTable(w io.Writer, rep *Report) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	latency := map[string]string{ScenarioConnect: "welcome", ScenarioCalls: "setup", ScenarioRelay: "relay"}[rep.Scenario]
+	acked := len(rep.Steps) > 0 && rep.Steps[0].Ack != nil // relay --acked
+	ackCols := ""
+	if acked {
+		ackCols = "ack p50\tack p99\tacks lost\t"
+	}
 	switch rep.Scenario {
 	case ScenarioConnect:
 		fmt.Fprintln(tw, "target\tstep\tconns\tconnects/s\t"+latency+" p50\tp90\tp99\tp99.9\tmax\tfailed\tserver RSS\tper conn\tpass\t")
 	case ScenarioCalls:
 		fmt.Fprintln(tw, "target\tstep\tpairs\trate/s\tcalls/s\tcalls\tring p50\tring p99\t"+latency+" p50\tp90\tp99\tp99.9\tmax\tfailed\tserver CPU/call\tCPU\tpass\t")
 	default:
-		fmt.Fprintln(tw, "target\tstep\tpairs\trate/s\tsent/s\tsignals\t"+latency+" p50\tp90\tp99\tp99.9\tmax\tsend lag p99\tlost\tserver CPU/signal\tCPU\tpass\t")
+		fmt.Fprintln(tw, "target\tstep\tpairs\trate/s\tsent/s\tsignals\t"+latency+" p50\tp90\tp99\tp99.9\tmax\tsend lag p99\tlost\t"+ackCols+"server CPU/signal\tCPU\tpass\t")
 	}
 	for _, s := range rep.Steps {
 		l := s.Latency
@@ -46,8 +51,12 @@ func WriteTable(w io.Writer, rep *Report) error {
 				s.Ring.P50, s.Ring.P99, lat, s.Failed,
 				orDash(s.ServerPID, fmt.Sprintf("%.0f µs", s.ServerCPUPerOpUs)), orDash(s.ServerPID, fmt.Sprintf("%.0f%%", 100*s.ServerCPUUtil)), pass)
 		default:
-			fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%.0f\t%d\t%s\t%.2fms\t%d\t%s\t%s\t%s\t\n", s.Target, s.Step, s.Conns/2, fmtRate(s.Rate), s.Achieved, s.Ops,
-				lat, s.SendLag.P99, s.Lost,
+			acks := ""
+			if s.Ack != nil {
+				acks = fmt.Sprintf("%.2fms\t%.2fms\t%d\t", s.Ack.P50, s.Ack.P99, s.AcksLost)
+			}
+			fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%.0f\t%d\t%s\t%.2fms\t%d\t%s%s\t%s\t%s\t\n", s.Target, s.Step, s.Conns/2, fmtRate(s.Rate), s.Achieved, s.Ops,
+				lat, s.SendLag.P99, s.Lost, acks,
 				orDash(s.ServerPID, fmt.Sprintf("%.1f µs", s.ServerCPUPerOpUs)), orDash(s.ServerPID, fmt.Sprintf("%.0f%%", 100*s.ServerCPUUtil)), pass)
 		}
 	}

@@ -44,7 +44,9 @@ func BenchmarkCallSetup(b *testing.B) {
 func BenchmarkSignalRelay(b *testing.B) { benchRelay(b, false) }
 
 // BenchmarkSignalRelayAcked is BenchmarkSignalRelay with an id on every
-// signal, so each is acked too (at most 64 acks in flight as well).
+// signal, so each is acked too (at most 64 acks in flight as well), once
+// NATS has it: it also reports the NATS flushes the acks waited for, per
+// signal (one flush covers every signal published before it).
 func BenchmarkSignalRelayAcked(b *testing.B) { benchRelay(b, true) }
 
 func benchRelay(b *testing.B, acked bool) {
@@ -52,7 +54,8 @@ func benchRelay(b *testing.B, acked bool) {
 	if acked {
 		id = "s"
 	}
-	alice, bob, frame := relayPair(b, NoRateLimits, id)
+	m, alice, bob, frame := relayPair(b, NoRateLimits, id)
+	flushes := startFlushes(m)
 	window, ackWindow := make(chan struct{}, 64), make(chan struct{}, 64)
 	cpu := startCPU(b)
 	signals := inBackground(b.N, func() { bob.Expect(messages.TypeSignal) }, window)
@@ -70,6 +73,7 @@ func benchRelay(b *testing.B, acked bool) {
 	<-signals
 	<-acks
 	cpu.report()
+	flushes.report(b)
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "signals/s")
 }
 
@@ -77,14 +81,30 @@ func benchRelay(b *testing.B, acked bool) {
 // on a schedule (not waiting for them to arrive), and reports the CPU time
 // per signal: at a rate the mesh keeps up with, goroutines park and wake for
 // each signal, which a flood (BenchmarkSignalRelay) hides.
-func BenchmarkSignalRelayPaced(b *testing.B) {
+func BenchmarkSignalRelayPaced(b *testing.B) { benchRelayPaced(b, false) }
+
+// BenchmarkSignalRelayPacedAcked is BenchmarkSignalRelayPaced with an id
+// on every signal, so each is acked once NATS has it. Signals 100 µs apart
+// from one connection rarely share a flush: this is the acks' dearest case.
+func BenchmarkSignalRelayPacedAcked(b *testing.B) { benchRelayPaced(b, true) }
+
+func benchRelayPaced(b *testing.B, acked bool) {
 	const rate = 10_000
-	alice, bob, frame := relayPair(b, func(c *gateway.Config) {
+	id := ""
+	if acked {
+		id = "s"
+	}
+	m, alice, bob, frame := relayPair(b, func(c *gateway.Config) {
 		NoRateLimits(c)
 		c.SendQueue = 4096 // a stall of the machine must not close bob (4003): this is not about slow clients
-	}, "")
+	}, id)
+	flushes := startFlushes(m)
 	cpu := startCPU(b)
 	signals := inBackground(b.N, func() { bob.Expect(messages.TypeSignal) }, nil)
+	acks := inBackground(0, nil, nil)
+	if acked {
+		acks = inBackground(b.N, func() { alice.ExpectAck(id) }, nil)
+	}
 	start := time.Now()
 	for i := 0; i < b.N; i++ {
 		if wait := time.Until(start.Add(time.Duration(i) * time.Second / rate)); wait > 0 {
@@ -93,19 +113,45 @@ func BenchmarkSignalRelayPaced(b *testing.B) {
 		alice.SendRaw(frame)
 	}
 	<-signals
+	<-acks
 	cpu.report()
+	flushes.report(b)
 }
 
-// relayPair starts a mesh with the gateway settings gw and returns alice
-// and bob, in an accepted call across the two gateways, and the frame of a
-// signal of alice's with an ICE candidate (and id, unless "").
-func relayPair(b *testing.B, gw func(*gateway.Config), id string) (alice, bob *Client, frame []byte) {
-	m := Start(b, Options{Gateway: gw})
+// relayPair starts a mesh with the gateway settings gw and returns it with
+// alice and bob, in an accepted call across the two gateways, and the
+// frame of a signal of alice's with an ICE candidate (and id, unless "").
+func relayPair(b *testing.B, gw func(*gateway.Config), id string) (m *Mesh, alice, bob *Client, frame []byte) {
+	m = Start(b, Options{Gateway: gw})
 	alice, bob = m.Dial(0, "alice"), m.Dial(1, "bob")
 	call := Establish(alice, bob)
 	frame = messages.Encode(&messages.Envelope{Type: messages.TypeSignal, ID: id, Call: call,
 		Data: json.RawMessage(`{"candidate":"candidate:1 1 udp 2122260223 192.0.2.1 54400 typ host","sdpMid":"0"}`)})
-	return alice, bob, frame
+	return m, alice, bob, frame
+}
+
+// flushCount counts the NATS flushes that acks of relayed signals waited
+// for, on every gateway of a mesh, from its start.
+type flushCount struct {
+	m     *Mesh
+	start float64
+}
+
+func startFlushes(m *Mesh) flushCount {
+	return flushCount{m: m, start: flushesOf(m)}
+}
+
+func flushesOf(m *Mesh) float64 {
+	n := 0.0
+	for _, g := range m.Gateways {
+		n += g.Counter("callmesh_gateway_ack_flushes_total")
+	}
+	return n
+}
+
+// report reports the flushes per operation since the start.
+func (f flushCount) report(b *testing.B) {
+	b.ReportMetric((flushesOf(f.m)-f.start)/float64(b.N), "flushes/op")
 }
 
 // inBackground runs expect n times on another goroutine, taking a place of

@@ -224,7 +224,13 @@ func (m *Mesh) GatewayConfig() gateway.Config {
 func (m *Mesh) AddGateway() *Gateway {
 	m.t.Helper()
 	node := len(m.Gateways) % len(m.Nodes)
-	nc := m.connectRole(node, "gateway", GatewayInbox)
+	return m.AddGatewayOn(node, m.connectRole(node, "gateway", GatewayInbox))
+}
+
+// AddGatewayOn starts one more gateway on a loopback listener, using nc (a
+// connection to node, closed with the test).
+func (m *Mesh) AddGatewayOn(node int, nc *nats.Conn) *Gateway {
+	m.t.Helper()
 	cfg := m.GatewayConfig()
 	gw, err := gateway.New(context.Background(), cfg, nc)
 	if err != nil {
@@ -249,13 +255,19 @@ func (g *Gateway) shutdown() {
 // Connections is the gateway's gauge of open client connections (a socket
 // counts until the gateway has noticed it is gone), or -1 if unknown.
 func (g *Gateway) Connections() int {
+	return int(g.Gauge("callmesh_gateway_connections"))
+}
+
+// Gauge is the value of the gateway's gauge name (without labels), or -1
+// if unknown.
+func (g *Gateway) Gauge(name string) float64 {
 	if g.metrics == nil {
 		return -1
 	}
 	families, _ := g.metrics.Gather()
 	for _, f := range families {
-		if f.GetName() == "callmesh_gateway_connections" {
-			return int(f.GetMetric()[0].GetGauge().GetValue())
+		if f.GetName() == name {
+			return f.GetMetric()[0].GetGauge().GetValue()
 		}
 	}
 	return -1
