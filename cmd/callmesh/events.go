@@ -62,27 +62,41 @@ func runEvents(ctx context.Context, cfg *Config, ef eventsFlags, log *slog.Logge
 		return err
 	}
 	last := info.State.LastSeq // without --follow, stop there
-	if !*ef.follow && oc.DeliverPolicy == jetstream.DeliverNewPolicy {
+	if !*ef.follow && (oc.DeliverPolicy == jetstream.DeliverNewPolicy || info.State.Msgs == 0) {
 		return nil
 	}
+	// A fetch may come back empty, or fail, while the stream or its
+	// consumer has no leader (a NATS node died): without --follow, that is
+	// not the end, unless it lasts.
+	progress := time.Now()
 	for ctx.Err() == nil {
-		msgs, err := c.FetchNoWait(64)
-		if err != nil {
-			return err
-		}
+		msgs, err := c.Fetch(64, jetstream.FetchMaxWait(time.Second))
 		n := 0
-		for msg := range msgs.Messages() {
-			n++
-			fmt.Fprintf(out, "%s\n", msg.Data())
-			if meta, err := msg.Metadata(); err == nil && !*ef.follow && meta.Sequence.Stream >= last {
-				return nil
+		if err == nil {
+			for msg := range msgs.Messages() {
+				n++
+				fmt.Fprintf(out, "%s\n", msg.Data())
+				meta, err := msg.Metadata()
+				if err == nil && !*ef.follow && (meta.Sequence.Stream >= last || meta.NumPending == 0) {
+					return nil
+				}
 			}
+			err = msgs.Error()
 		}
-		if n == 0 {
-			if !*ef.follow {
-				return nil
+		switch {
+		case n > 0:
+			progress = time.Now()
+		case *ef.follow:
+		case err == nil && c.CachedInfo() != nil && c.CachedInfo().NumPending == 0:
+			return nil // none of the events left is to be printed (--since)
+		case time.Since(progress) > eventsStall:
+			if err == nil {
+				err = errors.New("no event arrived")
 			}
-			select { // nothing new yet
+			return fmt.Errorf("events stream %s: %w for %v, before its last one (%d)", names.EventsStream(), err, eventsStall, last)
+		}
+		if err != nil && n == 0 {
+			select { // a fetch that failed at once: not in a busy loop
 			case <-ctx.Done():
 			case <-time.After(250 * time.Millisecond):
 			}
@@ -90,6 +104,11 @@ func runEvents(ctx context.Context, cfg *Config, ef eventsFlags, log *slog.Logge
 	}
 	return nil
 }
+
+// eventsStall is how long `callmesh events --follow=false` waits for the
+// stream's next event before it gives up: long enough for NATS to elect
+// new leaders after a node's death.
+const eventsStall = 30 * time.Second
 
 // metricsHandler serves reg at /metrics.
 func metricsHandler(reg *prometheus.Registry) http.Handler {

@@ -42,6 +42,15 @@ func TestEventsCommand(t *testing.T) {
 	if len(lines) != 2 || !strings.Contains(lines[0], `"type":"call.ringing"`) || !strings.Contains(lines[1], `"room":"standup"`) {
 		t.Fatalf("printed %q", stdout.String())
 	}
+
+	// --since: the events of that long ago; none, and it stops at once.
+	for since, want := range map[string]int{"1h": 2, "1ns": 0} {
+		stdout.Reset()
+		code := Run(ctx, []string{"events", "--since", since, "--follow=false", "--nats.url", srv.ClientURL()}, nil, &stdout, &stderr)
+		if got := strings.Count(stdout.String(), "\n"); code != 0 || got != want {
+			t.Errorf("--since %s: exit %d, %d events (want %d): %q %s", since, code, got, want, stdout.String(), stderr.String())
+		}
+	}
 }
 
 func TestWebhookNeedsKeys(t *testing.T) {
