@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/callmesh/callmesh/gateway"
+	"github.com/callmesh/callmesh/internal/kvutil"
 	"github.com/callmesh/callmesh/messages"
 	"github.com/callmesh/callmesh/router"
 )
@@ -34,7 +35,7 @@ func (m *Mesh) deadRouterWrite(call string, ev router.Event) {
 	if err != nil {
 		m.t.Fatal(err)
 	}
-	c, rev, err := store.Call(ctx, call)
+	c, rev, err := store.Call(ctx, call, kvutil.Leader)
 	if err != nil || c == nil {
 		m.t.Fatalf("read call %s: %v, %+v", call, err, c)
 	}
