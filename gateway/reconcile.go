@@ -5,6 +5,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/callmesh/callmesh/internal/kvutil"
 	"github.com/callmesh/callmesh/messages"
 	"github.com/callmesh/callmesh/presence"
 )
@@ -124,7 +125,7 @@ func (s *Server) repair(budget time.Duration) {
 // this gateway and no socket of it (a record it cannot read is checked
 // again next time).
 func (s *Server) findPhantoms(ctx context.Context, user string) {
-	conns, err := s.presence.Conns(ctx, user)
+	conns, err := s.presence.Conns(ctx, user, kvutil.Nearest)
 	if err != nil {
 		s.log.Warn("repair: read presence", "err", err)
 		s.recheck(user)

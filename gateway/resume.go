@@ -8,6 +8,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/callmesh/callmesh/internal/courier"
+	"github.com/callmesh/callmesh/internal/kvutil"
 	"github.com/callmesh/callmesh/messages"
 	"github.com/callmesh/callmesh/presence"
 )
@@ -42,7 +43,10 @@ func (s *Server) resumable(c *conn) (from presence.Conn, ok bool) {
 	if !ok {
 		return presence.Conn{}, false
 	}
-	conns, err := s.presence.Conns(c.ctx, c.user)
+	conns, err := s.presence.Conns(c.ctx, c.user, kvutil.Nearest)
+	if _, found := conns[id]; err == nil && !found {
+		conns, err = s.presence.Conns(c.ctx, c.user, kvutil.Leader) // before a fresh session
+	}
 	if err != nil {
 		s.log.Warn("resume: read presence", "err", err)
 		return presence.Conn{}, false

@@ -2,7 +2,7 @@ package presence
 
 import (
 	"context"
-	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -99,34 +99,12 @@ func (h *Heartbeat) Retire(ctx context.Context) error {
 }
 
 // heartbeatExpired reports whether gateway's heartbeat key is gone, asking
-// the stream's leader ($JS.API.STREAM.MSG.GET), not any replica as a KV Get
-// (direct get) would: a replica that lags would call a live gateway dead.
+// the stream's leader, not any replica as a KV Get (direct get) would: a
+// replica that lags would call a live gateway dead.
 func (r *Registry) heartbeatExpired(ctx context.Context, gateway string) (bool, error) {
-	info := r.kv.Bucket()
-	req, _ := json.Marshal(map[string]string{"last_by_subj": kvutil.Subject(r.kv, messages.GatewayKey(gateway))})
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, 5*time.Second)
-		defer cancel()
-	}
-	msg, err := r.js.Conn().RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET.KV_"+info, req)
-	if err != nil {
-		return false, err
-	}
-	var resp struct {
-		Error *struct {
-			Code    int `json:"code"`
-			ErrCode int `json:"err_code"`
-		} `json:"error"`
-	}
-	if err := json.Unmarshal(msg.Data, &resp); err != nil {
-		return false, fmt.Errorf("presence: heartbeat read: %w", err)
-	}
-	switch {
-	case resp.Error == nil:
-		return false, nil
-	case resp.Error.ErrCode == int(jetstream.JSErrCodeMessageNotFound):
+	_, err := kvutil.LeaderGet(ctx, r.js.Conn(), r.kv, messages.GatewayKey(gateway))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return true, nil
 	}
-	return false, fmt.Errorf("presence: heartbeat read: error %d", resp.Error.ErrCode)
+	return false, err
 }

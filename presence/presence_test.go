@@ -62,11 +62,11 @@ func TestRegisterAcrossGateways(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	conns, err := reg.Conns(ctx, "a.b")
+	conns, err := reg.Conns(ctx, "a.b", kvutil.Leader)
 	if err != nil || len(conns) != 20 {
 		t.Fatalf("conns = %v (%v), want 20", conns, err)
 	}
-	if other, _ := reg.Conns(ctx, "a"); len(other) != 0 {
+	if other, _ := reg.Conns(ctx, "a", kvutil.Leader); len(other) != 0 {
 		t.Fatalf("user a sees a.b's connections: %v", other)
 	}
 	// Unregister with the wrong gateway keeps the connection.
@@ -78,7 +78,7 @@ func TestRegisterAcrossGateways(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if conns, _ := reg.Conns(ctx, "a.b"); len(conns) != 0 {
+	if conns, _ := reg.Conns(ctx, "a.b", kvutil.Leader); len(conns) != 0 {
 		t.Fatalf("left over: %v", conns)
 	}
 }
@@ -202,7 +202,7 @@ func TestBucketRefusesRollupAndPurge(t *testing.T) {
 	if _, err := reg.kv.Get(ctx, messages.GatewayKey("gw")); err != nil {
 		t.Errorf("heartbeat: %v", err)
 	}
-	if conns, err := reg.Conns(ctx, "alice"); err != nil || len(conns) != 1 {
+	if conns, err := reg.Conns(ctx, "alice", kvutil.Leader); err != nil || len(conns) != 1 {
 		t.Errorf("alice: %v, %v", conns, err)
 	}
 }
@@ -230,7 +230,7 @@ func TestRegisterLimitedNeverExceedsTheLimit(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	conns, err := reg.Conns(ctx, "fay")
+	conns, err := reg.Conns(ctx, "fay", kvutil.Leader)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -285,7 +285,7 @@ func TestChangesOutlastContention(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	if conns, err := reg.Conns(ctx, "hal"); err != nil || len(conns) != 0 {
+	if conns, err := reg.Conns(ctx, "hal", kvutil.Leader); err != nil || len(conns) != 0 {
 		t.Fatalf("left behind: %v (%v)", conns, err)
 	}
 }

@@ -204,9 +204,11 @@ func (r *Registry) Unregister(ctx context.Context, user, conn string, at Conn) (
 const Evicted = "evicted"
 
 // Conns returns user's connections, by connection id, but those being
-// evicted.
-func (r *Registry) Conns(ctx context.Context, user string) (map[string]Conn, error) {
-	rec, _, err := r.get(ctx, user)
+// evicted, as the copy from names has them: a decision that a user or a
+// connection is not there, with no compare-and-set to check it, reads the
+// leader (kvutil.Read).
+func (r *Registry) Conns(ctx context.Context, user string, from kvutil.Read) (map[string]Conn, error) {
+	rec, _, err := r.get(ctx, user, from)
 	for id, c := range rec.Conns {
 		if c.Holder == Evicted {
 			delete(rec.Conns, id)
@@ -215,22 +217,33 @@ func (r *Registry) Conns(ctx context.Context, user string) (map[string]Conn, err
 	return rec.Conns, err
 }
 
-func (r *Registry) get(ctx context.Context, user string) (userRecord, uint64, error) {
+// Lookup returns user's connections as the nearest replica has them, and
+// asks the leader before it reports none: a replica that lags does not
+// call a user who has just connected offline.
+func (r *Registry) Lookup(ctx context.Context, user string) (map[string]Conn, error) {
+	conns, err := r.Conns(ctx, user, kvutil.Nearest)
+	if err == nil && len(conns) == 0 {
+		conns, err = r.Conns(ctx, user, kvutil.Leader)
+	}
+	return conns, err
+}
+
+func (r *Registry) get(ctx context.Context, user string, from kvutil.Read) (userRecord, uint64, error) {
 	rec := userRecord{Conns: map[string]Conn{}}
-	e, err := r.kv.Get(ctx, messages.UserKey(user))
+	e, err := kvutil.Get(ctx, r.js, r.kv, messages.UserKey(user), from)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return rec, 0, nil
 	}
 	if err != nil {
 		return rec, 0, fmt.Errorf("presence: get: %w", err)
 	}
-	if err := json.Unmarshal(e.Value(), &rec); err != nil {
+	if err := json.Unmarshal(e.Value, &rec); err != nil {
 		return rec, 0, fmt.Errorf("presence: decode user record: %w", err)
 	}
 	if rec.Conns == nil {
 		rec.Conns = map[string]Conn{}
 	}
-	return rec, e.Revision(), nil
+	return rec, e.Revision, nil
 }
 
 // change applies edit to user's record with compare-and-set, retrying on a
@@ -241,14 +254,24 @@ func (r *Registry) get(ctx context.Context, user string) (userRecord, uint64, er
 // that gave up early would refuse a connection for nothing, or leave one
 // that is gone in presence (a phantom: its user stays online, and it takes
 // a place under the limit).
+//
+// The first read is the nearest replica's; "nothing to change" is made sure
+// of on the leader's copy, and so is every read after a conflict
+// (kvutil.Read).
 func (r *Registry) change(ctx context.Context, user string, edit func(*userRecord) bool) (bool, error) {
 	key := messages.UserKey(user)
+	from := kvutil.Nearest
 	for try := 1; ; try++ {
-		rec, rev, err := r.get(ctx, user)
+		rec, rev, err := r.get(ctx, user, from)
 		if err != nil {
 			return false, err
 		}
+		sure := from == kvutil.Leader
+		from = kvutil.Leader
 		if !edit(&rec) {
+			if !sure {
+				continue
+			}
 			return false, nil
 		}
 		switch {

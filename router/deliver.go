@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/callmesh/callmesh/internal/courier"
+	"github.com/callmesh/callmesh/internal/kvutil"
 	"github.com/callmesh/callmesh/messages"
 	"github.com/callmesh/callmesh/presence"
 )
@@ -84,7 +85,7 @@ func (dl *deliverer) send(ctx context.Context, effects []Effect) {
 		}
 		if !ok {
 			var err error
-			if conns, err = dl.presence.Conns(ctx, e.User); err != nil {
+			if conns, err = dl.presence.Lookup(ctx, e.User); err != nil {
 				dl.log.Warn("deliver: presence", "err", err)
 				conns = nil
 			}
@@ -153,7 +154,7 @@ func (dl *deliverer) follow(x *delivery) {
 			dl.log.Warn("deliver: given up", "type", x.typ, "call", x.d.Env.Call, "conns", len(x.owed), "tries", tries)
 			return
 		}
-		conns, err := dl.presence.Conns(ctx, x.user)
+		conns, err := dl.presence.Conns(ctx, x.user, kvutil.Leader)
 		if err != nil {
 			continue // try the lookup again
 		}

@@ -3,6 +3,7 @@ package router
 import (
 	"context"
 
+	"github.com/callmesh/callmesh/internal/kvutil"
 	"github.com/callmesh/callmesh/messages"
 )
 
@@ -15,7 +16,7 @@ import (
 // lock holds, or with rooms.exclusive off its seat lock.
 func (r *Router) resume(ctx context.Context, req *messages.Request) (messages.Reply, error) {
 	var reply messages.Reply
-	id, err := r.store.BusyCall(ctx, req.User)
+	id, err := r.store.BusyCall(ctx, req.User, kvutil.Leader)
 	if err != nil {
 		return reply, err
 	}
@@ -24,7 +25,7 @@ func (r *Router) resume(ctx context.Context, req *messages.Request) (messages.Re
 		return reply, err
 	}
 	if id != "" {
-		c, _, err := r.store.Call(ctx, id)
+		c, _, err := r.store.Call(ctx, id, kvutil.Leader)
 		if err != nil {
 			return reply, err
 		}
@@ -35,7 +36,7 @@ func (r *Router) resume(ctx context.Context, req *messages.Request) (messages.Re
 	if r.cfg.Rooms.Exclusive {
 		return reply, nil
 	}
-	seat, err := r.store.Holder(ctx, messages.SeatKey(req.User))
+	seat, err := r.store.Holder(ctx, messages.SeatKey(req.User), kvutil.Leader)
 	if err != nil || seat == "" {
 		return reply, err
 	}

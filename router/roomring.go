@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/callmesh/callmesh/internal/kvutil"
 	"github.com/callmesh/callmesh/messages"
 )
 
@@ -137,7 +138,7 @@ func (r *Router) endRing(ctx context.Context, id, reason string) error {
 // ended already.
 func (r *Router) endLive(ctx context.Context, id, reason, room string) (*Call, error) {
 	for range casAttempts {
-		c, rev, err := r.store.Call(ctx, id)
+		c, rev, err := r.store.Call(ctx, id, kvutil.Leader)
 		if err != nil || !c.live() {
 			return nil, err
 		}
@@ -174,7 +175,7 @@ func (r *Router) uninvite(ctx context.Context, c *Call) {
 // locks move to it, and the call ends with moved. A retry finds the call
 // moved (or the room made) and goes on.
 func (r *Router) moveCall(ctx context.Context, req *messages.Request) (messages.Reply, error) {
-	c, _, err := r.store.Call(ctx, req.MoveCall)
+	c, _, err := r.store.Call(ctx, req.MoveCall, kvutil.Leader)
 	if err != nil {
 		return messages.Reply{}, err
 	}

@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"time"
 
+	"github.com/callmesh/callmesh/internal/kvutil"
 	"github.com/callmesh/callmesh/messages"
 )
 
@@ -44,19 +45,26 @@ func (r *Router) roomEvent(req *messages.Request, kind RoomKind) RoomEvent {
 }
 
 // changeRoom applies ev to room id: it reads the record, decides, writes
-// with compare-and-set (re-reading on a conflict), then publishes the
+// with compare-and-set (re-reading from the leader on a conflict, or when
+// the decision writes nothing, as transition does), then publishes the
 // effects and releases the lock of a member that went. It returns the
 // outcome and the record as it stands after it (nil when there is none).
 func (r *Router) changeRoom(ctx context.Context, id string, ev RoomEvent) (RoomOutcome, *Room, error) {
 	key := messages.RoomKey(id)
 	ev.Room = id
+	from := kvutil.Nearest // as for a call's transition: see there
 	for try := 1; try <= roomCASAttempts; try++ {
-		room, rev, err := r.store.RoomAt(ctx, key)
+		room, rev, err := r.store.RoomAt(ctx, key, from)
 		if err != nil {
 			return RoomOutcome{}, nil, err
 		}
 		ev.Now = time.Now()
 		out := DecideRoom(room, ev)
+		sure := from == kvutil.Leader
+		from = kvutil.Leader
+		if !out.Delete && out.Next == nil && !sure {
+			continue
+		}
 		switch {
 		case out.Delete:
 			err = r.store.DeleteRoom(ctx, id, rev)
@@ -168,7 +176,7 @@ func (r *Router) resumeRoom(ctx context.Context, key string, req *messages.Reque
 		if inv.By != req.Conn {
 			continue
 		}
-		c, _, err := r.store.Call(ctx, inv.Call)
+		c, _, err := r.store.Call(ctx, inv.Call, kvutil.Leader)
 		if err != nil {
 			return nil, nil, err
 		}

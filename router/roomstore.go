@@ -22,9 +22,9 @@ import (
 func isRoomKey(holder string) bool { return strings.HasPrefix(holder, "room.") }
 
 // RoomAt returns the room stored under key (messages.RoomKey) and its
-// revision, or nil if there is none.
-func (s *Store) RoomAt(ctx context.Context, key string) (*Room, uint64, error) {
-	e, err := s.kv.Get(ctx, key)
+// revision as from has it, or nil if there is none.
+func (s *Store) RoomAt(ctx context.Context, key string, from kvutil.Read) (*Room, uint64, error) {
+	e, err := s.get(ctx, key, from)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return nil, 0, nil
 	}
@@ -32,11 +32,11 @@ func (s *Store) RoomAt(ctx context.Context, key string) (*Room, uint64, error) {
 		return nil, 0, fmt.Errorf("router: get room: %w", err)
 	}
 	var r Room
-	if err := json.Unmarshal(e.Value(), &r); err != nil {
+	if err := json.Unmarshal(e.Value, &r); err != nil {
 		return nil, 0, fmt.Errorf("router: decode room: %w", err)
 	}
-	s.learn(e.Key(), e.Revision(), e.Value())
-	return &r, e.Revision(), nil
+	s.learn(key, e.Revision, e.Value)
+	return &r, e.Revision, nil
 }
 
 // PutRoom stores r: a new record when rev is 0 (ErrConflict if one exists
@@ -81,21 +81,21 @@ func (s *Store) DeleteRoom(ctx context.Context, id string, rev uint64) error {
 // holds it.
 func (s *Store) SwapLock(ctx context.Context, key, from, to string) (bool, error) {
 	for range casAttempts {
-		e, err := s.kv.Get(ctx, key)
+		e, err := s.get(ctx, key, kvutil.Leader) // false leaves the user as it was: be sure
 		if errors.Is(err, jetstream.ErrKeyNotFound) {
 			return false, nil
 		}
 		if err != nil {
 			return false, fmt.Errorf("router: read lock: %w", err)
 		}
-		switch string(e.Value()) {
+		switch string(e.Value) {
 		case to:
 			return true, nil
 		case from:
 		default:
 			return false, nil
 		}
-		rev, err := s.kv.Update(ctx, key, []byte(to), e.Revision())
+		rev, err := s.kv.Update(ctx, key, []byte(to), e.Revision)
 		if err == nil {
 			s.learn(key, rev, []byte(to))
 			return true, nil

@@ -319,7 +319,7 @@ func (r *Router) invite(ctx context.Context, req *messages.Request) (messages.Re
 	}
 	for range casAttempts {
 		if rev == 0 { // a retry, or a lost race: decide from what is stored
-			if c, rev, err = r.store.Call(ctx, req.Call); err != nil {
+			if c, rev, err = r.store.Call(ctx, req.Call, kvutil.Leader); err != nil {
 				return messages.Reply{}, err
 			}
 			if c == nil || c.Caller != req.User || c.CallerConn != req.Conn || c.Room != req.Room {
@@ -357,7 +357,7 @@ func (r *Router) inviteFacts(ctx context.Context, c *Call) (Event, error) {
 			return ev, err
 		}
 	}
-	conns, err := r.presence.Conns(ctx, c.Callee)
+	conns, err := r.presence.Lookup(ctx, c.Callee)
 	if err != nil || len(conns) == 0 {
 		return ev, err
 	}
@@ -370,23 +370,28 @@ func (r *Router) inviteFacts(ctx context.Context, c *Call) (Event, error) {
 // transition applies ev to call id with compare-and-set, re-reading and
 // re-deciding on a conflict, and publishes the effects of the write that won.
 //
-// The first attempt decides on the call as the view knows it, if it does:
-// a decision that writes is checked by its compare-and-set, one that
-// writes nothing is made again on a fresh read.
+// The first decision is made on the call as the view knows it, or else as
+// the nearest replica has it: a decision that writes is checked by its
+// compare-and-set. One that writes nothing (a refusal, "no such call", a
+// repeat), and any made after a lost compare-and-set, is made on the
+// leader's copy (kvutil.Read).
 func (r *Router) transition(ctx context.Context, id string, ev Event) (messages.Reply, error) {
 	c, rev := r.view.call(id)
+	known := c != nil // decide on the view's copy before reading
+	from := kvutil.Nearest
 	for range casAttempts {
-		fromView := c != nil
-		if !fromView {
+		sure := false // c is the leader's copy
+		if !known {
 			var err error
-			if c, rev, err = r.store.Call(ctx, id); err != nil {
+			if c, rev, err = r.store.Call(ctx, id, from); err != nil {
 				return messages.Reply{}, err
 			}
+			sure = from == kvutil.Leader
 		}
+		known, from = false, kvutil.Leader
 		if ev.Kind == Accept && c != nil && c.Room != "" {
-			if fromView {
-				c = nil // decide a room ring's accept on a fresh read
-				continue
+			if !sure {
+				continue // decide a room ring's accept on the leader's copy
 			}
 			reply, done, err := r.acceptRoom(ctx, c, rev, ev)
 			if done || err != nil {
@@ -401,15 +406,13 @@ func (r *Router) transition(ctx context.Context, id string, ev Event) (messages.
 			}
 		}
 		out := Decide(c, ev)
-		if fromView && out.Next == nil {
-			c = nil // read it
+		if out.Next == nil && !sure {
 			continue
 		}
 		reply, done, err := r.commit(ctx, c, out, rev)
 		if done || err != nil {
 			return reply, err
 		}
-		c = nil
 	}
 	return messages.Reply{}, errConflicts
 }
@@ -460,7 +463,7 @@ func (r *Router) commit(ctx context.Context, c *Call, out Outcome, rev uint64) (
 }
 
 func (r *Router) otherDevices(ctx context.Context, user, conn string) (bool, error) {
-	conns, err := r.presence.Conns(ctx, user)
+	conns, err := r.presence.Conns(ctx, user, kvutil.Leader)
 	delete(conns, conn)
 	return len(conns) > 0, err
 }
@@ -495,7 +498,7 @@ func (r *Router) release(ctx context.Context, c *Call) {
 // rooms.exclusive off in at most one room besides, the one holding its seat
 // lock.
 func (r *Router) leave(ctx context.Context, user, conn string, bye bool) error {
-	id, err := r.store.BusyCall(ctx, user)
+	id, err := r.store.BusyCall(ctx, user, kvutil.Leader) // nothing to end: be sure
 	switch {
 	case err != nil:
 		return err
@@ -507,7 +510,7 @@ func (r *Router) leave(ctx context.Context, user, conn string, bye bool) error {
 	if err != nil || r.cfg.Rooms.Exclusive {
 		return err
 	}
-	seat, err := r.store.Holder(ctx, messages.SeatKey(user))
+	seat, err := r.store.Holder(ctx, messages.SeatKey(user), kvutil.Leader)
 	if err != nil || seat == "" {
 		return err
 	}
@@ -515,12 +518,15 @@ func (r *Router) leave(ctx context.Context, user, conn string, bye bool) error {
 }
 
 // attach rings a newly connected device if a call to its user is ringing.
+// It reads the nearest replica, as it runs on every connect: a device that
+// connects within a replica's lag of an invite may not ring, as the
+// invite's own read of the callee's presence has the same window.
 func (r *Router) attach(ctx context.Context, req *messages.Request) (messages.Reply, error) {
-	id, err := r.store.BusyCall(ctx, req.User)
+	id, err := r.store.BusyCall(ctx, req.User, kvutil.Nearest)
 	if err != nil || id == "" || isRoomKey(id) {
 		return messages.Reply{}, err
 	}
-	c, _, err := r.store.Call(ctx, id)
+	c, _, err := r.store.Call(ctx, id, kvutil.Nearest)
 	if err != nil || c == nil || c.State != Ringing || c.Callee != req.User {
 		return messages.Reply{}, err
 	}

@@ -66,9 +66,17 @@ func OpenStore(ctx context.Context, js jetstream.JetStream, names messages.Names
 // KV returns the underlying bucket (for watchers).
 func (s *Store) KV() jetstream.KeyValue { return s.kv }
 
-// Call returns the call and its revision, or nil if there is none.
-func (s *Store) Call(ctx context.Context, id string) (*Call, uint64, error) {
-	e, err := s.kv.Get(ctx, messages.CallKey(id))
+// get reads key from the copy from names; jetstream.ErrKeyNotFound if it
+// has no value.
+func (s *Store) get(ctx context.Context, key string, from kvutil.Read) (kvutil.Entry, error) {
+	return kvutil.Get(ctx, s.js, s.kv, key, from)
+}
+
+// Call returns the call and its revision as from has it, or nil if there
+// is none.
+func (s *Store) Call(ctx context.Context, id string, from kvutil.Read) (*Call, uint64, error) {
+	key := messages.CallKey(id)
+	e, err := s.get(ctx, key, from)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return nil, 0, nil
 	}
@@ -76,11 +84,11 @@ func (s *Store) Call(ctx context.Context, id string) (*Call, uint64, error) {
 		return nil, 0, fmt.Errorf("router: get call: %w", err)
 	}
 	var c Call
-	if err := json.Unmarshal(e.Value(), &c); err != nil {
+	if err := json.Unmarshal(e.Value, &c); err != nil {
 		return nil, 0, fmt.Errorf("router: decode call: %w", err)
 	}
-	s.learn(e.Key(), e.Revision(), e.Value())
-	return &c, e.Revision(), nil
+	s.learn(key, e.Revision, e.Value)
+	return &c, e.Revision, nil
 }
 
 // learn tells the view what the store read or wrote: key held value at rev.
@@ -171,23 +179,23 @@ func (s *Store) ClaimLock(ctx context.Context, key, user, call string) (bool, er
 			}
 		}
 		held = false
-		e, err := s.kv.Get(ctx, key)
+		e, err := s.get(ctx, key, kvutil.Leader) // a refusal: the lock as written
 		if errors.Is(err, jetstream.ErrKeyNotFound) {
 			continue
 		}
 		if err != nil {
 			return false, fmt.Errorf("router: read lock: %w", err)
 		}
-		s.learn(key, e.Revision(), e.Value())
-		holder := string(e.Value())
+		s.learn(key, e.Revision, e.Value)
+		holder := string(e.Value)
 		if holder == call {
 			return true, nil
 		}
-		stale, err := s.stale(ctx, user, holder, e.Created())
+		stale, err := s.stale(ctx, user, holder, e.Created)
 		if err != nil || !stale {
 			return false, err
 		}
-		err = s.deleteLock(ctx, key, e.Revision())
+		err = s.deleteLock(ctx, key, e.Revision)
 		if err != nil && !kvutil.IsConflict(err) {
 			return false, fmt.Errorf("router: clear stale lock: %w", err)
 		}
@@ -201,7 +209,7 @@ func (s *Store) ClaimLock(ctx context.Context, key, user, call string) (bool, er
 // claiming a lock for a join and writing the room leaves such a lock.
 func (s *Store) stale(ctx context.Context, user, call string, created time.Time) (bool, error) {
 	if isRoomKey(call) {
-		r, _, err := s.RoomAt(ctx, call)
+		r, _, err := s.RoomAt(ctx, call, kvutil.Leader)
 		if err != nil {
 			return false, err
 		}
@@ -210,7 +218,7 @@ func (s *Store) stale(ctx context.Context, user, call string, created time.Time)
 		}
 		return time.Since(created) > staleLockAge, nil
 	}
-	c, _, err := s.Call(ctx, call)
+	c, _, err := s.Call(ctx, call, kvutil.Leader)
 	if err != nil {
 		return false, err
 	}
@@ -240,17 +248,17 @@ func (s *Store) ReleaseLock(ctx context.Context, key, call string) error {
 			}
 		}
 	}
-	e, err := s.kv.Get(ctx, key)
+	e, err := s.get(ctx, key, kvutil.Leader) // "not held by call" leaves it: be sure
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return nil
 	}
 	if err != nil {
 		return fmt.Errorf("router: read lock: %w", err)
 	}
-	if string(e.Value()) != call {
+	if string(e.Value) != call {
 		return nil
 	}
-	err = s.deleteLock(ctx, key, e.Revision())
+	err = s.deleteLock(ctx, key, e.Revision)
 	if err != nil && !kvutil.IsConflict(err) {
 		return fmt.Errorf("router: release lock: %w", err)
 	}
@@ -279,20 +287,20 @@ const (
 	kvOperationDelete = "DEL"
 )
 
-// BusyCall returns what holds user busy: a call id, a room's key
-// (isRoomKey), or "".
-func (s *Store) BusyCall(ctx context.Context, user string) (string, error) {
-	return s.Holder(ctx, messages.BusyKey(user))
+// BusyCall returns what holds user busy as from has it: a call id, a
+// room's key (isRoomKey), or "".
+func (s *Store) BusyCall(ctx context.Context, user string, from kvutil.Read) (string, error) {
+	return s.Holder(ctx, messages.BusyKey(user), from)
 }
 
-// Holder returns what holds the lock under key, or "".
-func (s *Store) Holder(ctx context.Context, key string) (string, error) {
-	e, err := s.kv.Get(ctx, key)
+// Holder returns what holds the lock under key as from has it, or "".
+func (s *Store) Holder(ctx context.Context, key string, from kvutil.Read) (string, error) {
+	e, err := s.get(ctx, key, from)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return "", nil
 	}
 	if err != nil {
 		return "", fmt.Errorf("router: read lock: %w", err)
 	}
-	return string(e.Value()), nil
+	return string(e.Value), nil
 }

@@ -16,7 +16,7 @@ import (
 // is true; but the key may have moved on since. Every write made from the
 // view is a compare-and-set on the revision it names, and a conflict sends
 // the caller to the KV for the current value. Decisions that write nothing
-// are made on a fresh read (transition).
+// are made on the leader's copy (transition, kvutil.Read).
 //
 // A resync forgets deleted keys (kvwatch hands over live keys only), so
 // the view holds the deletions of one resync period at most: the claim of

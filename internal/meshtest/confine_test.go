@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/callmesh/callmesh/gateway"
+	"github.com/callmesh/callmesh/internal/kvutil"
 	"github.com/callmesh/callmesh/messages"
 	"github.com/callmesh/callmesh/presence"
 )
@@ -101,7 +102,7 @@ func TestNATSPermissionsConfineGateway(t *testing.T) {
 	if _, err := reg.KV().Get(ctx, messages.GatewayKey(g2)); err != nil {
 		t.Errorf("gateway-2's heartbeat: %v", err)
 	}
-	if conns, err := reg.Conns(ctx, "alice"); err != nil || len(conns) != 1 {
+	if conns, err := reg.Conns(ctx, "alice", kvutil.Leader); err != nil || len(conns) != 1 {
 		t.Errorf("alice's connections: %v, %v", conns, err)
 	}
 }

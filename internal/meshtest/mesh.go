@@ -172,6 +172,12 @@ func quietLogger() *slog.Logger {
 // AddRouter starts one more router.
 func (m *Mesh) AddRouter() *router.Router {
 	m.t.Helper()
+	return m.AddRouterOn(m.connectRole(m.RouterNode(len(m.Routers)), "router", RouterInbox))
+}
+
+// AddRouterOn starts one more router, using nc (closed with the test).
+func (m *Mesh) AddRouterOn(nc *nats.Conn) *router.Router {
+	m.t.Helper()
 	cfg := router.DefaultConfig()
 	cfg.RingTimeout = m.opts.RingTimeout
 	cfg.ResumeGrace = m.opts.ResumeGrace
@@ -183,7 +189,7 @@ func (m *Mesh) AddRouter() *router.Router {
 	if m.opts.Router != nil {
 		m.opts.Router(&cfg)
 	}
-	r, err := router.New(cfg, m.connectRole(m.RouterNode(len(m.Routers)), "router", RouterInbox))
+	r, err := router.New(cfg, nc)
 	if err != nil {
 		m.t.Fatal(err)
 	}

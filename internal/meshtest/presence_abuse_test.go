@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/callmesh/callmesh/gateway"
+	"github.com/callmesh/callmesh/internal/kvutil"
 	"github.com/callmesh/callmesh/internal/natstest"
 	"github.com/callmesh/callmesh/messages"
 	"github.com/callmesh/callmesh/presence"
@@ -40,7 +41,7 @@ func connsOf(t *testing.T, reg *presence.Registry, user string) map[string]prese
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), Wait)
 	defer cancel()
-	conns, err := reg.Conns(ctx, user)
+	conns, err := reg.Conns(ctx, user, kvutil.Leader)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -86,7 +86,18 @@ func TestRoundTrips(t *testing.T) {
 		bob.ExpectEnded(call, messages.ReasonHangup)
 	})
 	bye(bob2)
-	measure("invite (offline)", 6, 1, func() {
+	// A refusal is decided on the calls bucket's leader (kvutil.Read):
+	// the nearest replica may not have a call created a moment ago.
+	measure("hangup (no such call)", 2, 1, func() {
+		id := "hangup-" + messages.NewID()[:8]
+		alice.Send(&messages.Envelope{Type: messages.TypeHangup, ID: id, Call: messages.NewID()})
+		alice.ExpectError(id, messages.CodeNotFound)
+	})
+	if counts := rows[len(rows)-1].counts; counts["router kv leader get calls call"] != 1 {
+		t.Errorf("not_found was not decided on the leader's copy of the call: %s", describeCounts(counts))
+	}
+	// "Offline" is decided on the presence bucket's leader: one more read.
+	measure("invite (offline)", 7, 1, func() {
 		c := alice.Invite("carol")
 		alice.ExpectEnded(c, messages.ReasonOffline)
 	})

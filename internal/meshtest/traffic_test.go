@@ -1,6 +1,7 @@
 package meshtest
 
 import (
+	"encoding/json"
 	"fmt"
 	"maps"
 	"slices"
@@ -18,8 +19,8 @@ import (
 // Options.RoleInboxes: it subscribes to every subject (">") on the one
 // server and sorts each request by who made it (its reply subject's inbox
 // prefix) and what it is (its subject). A request is anything sent with a
-// reply subject: a KV get (a direct get), a KV write (a publish awaiting
-// its ack), a stream message get, a router request, a router's delivery
+// reply subject: a KV get (a direct get, or a read from the stream's
+// leader), a KV write (a publish awaiting its ack), a router request, a router's delivery
 // awaiting its receipt. Watch pushes (deliveries of a KV watcher) are
 // counted apart: they are not round trips, but each router pays for them.
 type tap struct {
@@ -94,8 +95,14 @@ func (tp *tap) kind(m *nats.Msg) string {
 		bucket, key, _ := strings.Cut(rest, ".$KV.")
 		_, key, _ = strings.Cut(key, ".")
 		return "kv get " + tp.short(bucket) + " " + keyKind(key)
-	case strings.HasPrefix(s, "$JS.API.STREAM.MSG.GET."):
-		return "stream msg get"
+	case strings.HasPrefix(s, "$JS.API.STREAM.MSG.GET.KV_"):
+		// A read from the stream's leader (kvutil.LeaderGet).
+		var req struct {
+			Subject string `json:"last_by_subj"`
+		}
+		_ = json.Unmarshal(m.Data, &req)
+		bucket, key, _ := strings.Cut(strings.TrimPrefix(req.Subject, "$KV."), ".")
+		return "kv leader get " + tp.short(bucket) + " " + keyKind(key)
 	case strings.HasPrefix(s, "$JS.API."):
 		return "js api"
 	case strings.HasPrefix(s, "$KV."):
@@ -126,7 +133,7 @@ func keyKind(key string) string {
 // background reports kinds that tick on their own, whatever the clients
 // do: gateway heartbeats, the monitors' reads of them, watchers' restarts.
 func background(kind string) bool {
-	return strings.HasSuffix(kind, " gw") || strings.Contains(kind, "stream msg get") || strings.Contains(kind, "js api")
+	return strings.HasSuffix(kind, " gw") || strings.Contains(kind, "js api")
 }
 
 // settle waits until the tap has seen everything sent so far and every
