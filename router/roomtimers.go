@@ -3,7 +3,6 @@ package router
 import (
 	"encoding/json"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/callmesh/callmesh/internal/kvwatch"
@@ -14,15 +13,10 @@ import (
 // member left even if that router has died. Like the ring timers, every
 // router fires every timer, and the compare-and-set of the deletion lets
 // one of them end the room (RoomExpire); a join in between stops it.
-type roomTimers struct {
-	fire func(id string)
-
-	mu     sync.Mutex
-	timers map[string]*time.Timer // room id → timer; guarded by mu
-}
+type roomTimers struct{ deadlines }
 
 func newRoomTimers(fire func(id string)) *roomTimers {
-	return &roomTimers{fire: fire, timers: map[string]*time.Timer{}}
+	return &roomTimers{deadlines{fire: fire}}
 }
 
 // emptyRoom returns the id of the room record e holds and when it is due
@@ -47,52 +41,18 @@ func (t *roomTimers) Sync(entries map[string]kvwatch.Entry) {
 			empty[id] = due
 		}
 	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	for id, timer := range t.timers {
-		if _, ok := empty[id]; !ok {
-			timer.Stop()
-			delete(t.timers, id)
-		}
-	}
+	t.keepOnly(func(id string) bool { _, ok := empty[id]; return ok })
 	for id, due := range empty {
-		t.setLocked(id, due)
+		t.set(id, due)
 	}
 }
 
-// Update implements kvwatch.Handler, for a room record.
+// Update implements kvwatch.Handler, for a room record: a room that is
+// empty is due to end, one that is not (or is gone) is not.
 func (t *roomTimers) Update(e kvwatch.Entry) {
-	id, due, ok := emptyRoom(e)
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if !ok {
-		if timer := t.timers[id]; timer != nil {
-			timer.Stop()
-			delete(t.timers, id)
-		}
-		return
-	}
-	t.setLocked(id, due)
-}
-
-// setLocked arms room id's timer for due. Guarded by mu.
-func (t *roomTimers) setLocked(id string, due time.Time) {
-	if timer := t.timers[id]; timer != nil {
-		timer.Stop()
-	}
-	t.timers[id] = time.AfterFunc(time.Until(due), func() {
-		t.mu.Lock()
-		delete(t.timers, id)
-		t.mu.Unlock()
-		t.fire(id)
-	})
-}
-
-func (t *roomTimers) stopAll() {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	for id, timer := range t.timers {
-		timer.Stop()
-		delete(t.timers, id)
+	if id, due, ok := emptyRoom(e); ok {
+		t.set(id, due)
+	} else {
+		t.drop(id)
 	}
 }

@@ -3,7 +3,6 @@ package router
 import (
 	"encoding/json"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/callmesh/callmesh/internal/kvwatch"
@@ -16,15 +15,10 @@ import (
 // with no_answer before it fires (another router's clock ran ahead): its
 // Expire repeats the ending's effects in case that router died before
 // publishing them (repeat.go).
-type ringTimers struct {
-	fire func(id string)
-
-	mu     sync.Mutex
-	timers map[string]*time.Timer // call id → timer; guarded by mu
-}
+type ringTimers struct{ deadlines }
 
 func newRingTimers(fire func(id string)) *ringTimers {
-	return &ringTimers{fire: fire, timers: map[string]*time.Timer{}}
+	return &ringTimers{deadlines{fire: fire}}
 }
 
 // Sync implements kvwatch.Handler.
@@ -40,57 +34,20 @@ func (t *ringTimers) Sync(entries map[string]kvwatch.Entry) {
 			timedOut[id] = true
 		}
 	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	for id, timer := range t.timers {
-		if _, ok := ringing[id]; !ok && !timedOut[id] {
-			timer.Stop()
-			delete(t.timers, id)
-		}
-	}
+	t.keepOnly(func(id string) bool { _, ok := ringing[id]; return ok || timedOut[id] })
 	for id, deadline := range ringing {
-		t.setLocked(id, deadline)
+		t.set(id, deadline)
 	}
 }
 
 // Update implements kvwatch.Handler.
 func (t *ringTimers) Update(e kvwatch.Entry) {
-	id, deadline, state := timedCall(e)
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	switch state {
+	switch id, deadline, state := timedCall(e); state {
 	case Ringing:
-		t.setLocked(id, deadline)
-		return
-	case Ended:
-		return // an armed timer repeats the no_answer
-	}
-	id = strings.TrimPrefix(e.Key, "call.")
-	if timer, found := t.timers[id]; found {
-		timer.Stop()
-		delete(t.timers, id)
-	}
-}
-
-// setLocked arms a timer for id unless one runs; guarded by mu.
-func (t *ringTimers) setLocked(id string, deadline time.Time) {
-	if _, ok := t.timers[id]; ok {
-		return
-	}
-	t.timers[id] = time.AfterFunc(time.Until(deadline), func() {
-		t.mu.Lock()
-		delete(t.timers, id)
-		t.mu.Unlock()
-		t.fire(id)
-	})
-}
-
-func (t *ringTimers) stopAll() {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	for id, timer := range t.timers {
-		timer.Stop()
-		delete(t.timers, id)
+		t.set(id, deadline)
+	case Ended: // an armed timer repeats the no_answer
+	default:
+		t.drop(strings.TrimPrefix(e.Key, "call."))
 	}
 }
 
