@@ -76,9 +76,7 @@ func (r *Router) acceptRoom(ctx context.Context, c *Call, rev uint64, ev Event) 
 			r.callEvents(c, out.Next)
 			c = out.Next
 		}
-		others = []Effect{toDevices(c, ev.Conn, &messages.Envelope{
-			Type: messages.TypeEnded, Call: c.ID, Reason: messages.ReasonAnsweredElsewhere, Room: c.Room,
-		})}
+		others = []Effect{ringAnswered(c, ev.Conn)}
 	}
 	key := messages.RoomKey(c.Room)
 	seat := false // with rooms.exclusive off, the user's seat lock is claimed for the room
@@ -107,15 +105,51 @@ func (r *Router) acceptRoom(ctx context.Context, c *Call, rev uint64, ev Event) 
 			r.log.Warn("room ring: lock did not move to the room", "call", c.ID, "ok", ok, "err", err)
 		}
 	}
-	r.deliver.send(ctx, append(others, Effect{User: c.Caller, Gateway: c.CallerGateway, Delivery: messages.Delivery{
-		Conn: c.CallerConn, Env: messages.Envelope{Type: messages.TypeAccepted, Call: c.ID, Room: c.Room, From: c.Callee},
-	}}))
+	r.deliver.send(ctx, append(others, ringAccepted(c)))
 	if err := r.endRing(ctx, c.ID, reasonJoined); err != nil {
 		return messages.Reply{}, true, err
 	}
+	r.answerRings(ctx, jout.Answered, c.ID)
 	reply = jout.Reply
 	reply.Call = c.ID
 	return reply, true, nil
+}
+
+// ringAccepted tells the inviter of room ring c that its callee joined.
+func ringAccepted(c *Call) Effect {
+	return Effect{User: c.Caller, Gateway: c.CallerGateway, Delivery: messages.Delivery{
+		Conn: c.CallerConn, Env: messages.Envelope{Type: messages.TypeAccepted, Call: c.ID, Room: c.Room, From: c.Callee},
+	}}
+}
+
+// ringAnswered tells the callee's devices but except that room ring c was
+// answered.
+func ringAnswered(c *Call, except string) Effect {
+	return toDevices(c, except, &messages.Envelope{
+		Type: messages.TypeEnded, Call: c.ID, Reason: messages.ReasonAnsweredElsewhere, Room: c.Room,
+	})
+}
+
+// answerRings ends the rings that a join used up (RoomOutcome.Answered:
+// rings of the joining user into that room) but skip, the one being
+// accepted, as an accept would end them: the inviter gets accepted, every
+// device of the user ended{answered_elsewhere}, and the ring gives back
+// the callee's lock. A ring that has ended meanwhile was told its ending.
+func (r *Router) answerRings(ctx context.Context, rings []string, skip string) {
+	for _, id := range rings {
+		if id == skip {
+			continue
+		}
+		c, err := r.endLive(ctx, id, reasonJoined, "")
+		if err != nil {
+			r.log.Warn("room ring: end a ring the join answered", "call", id, "err", err)
+		}
+		if c == nil {
+			continue
+		}
+		r.release(ctx, c)
+		r.deliver.send(ctx, []Effect{ringAnswered(c, ""), ringAccepted(c)})
+	}
 }
 
 // endRing ends room ring id, if it is still live, with reason, telling

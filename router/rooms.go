@@ -127,6 +127,7 @@ func (r *Router) join(ctx context.Context, req *messages.Request) (messages.Repl
 			r.log.Warn("release room lock", "room", req.Room, "err", err)
 		}
 	}
+	r.answerRings(ctx, out.Answered, "")
 	return out.Reply, nil
 }
 

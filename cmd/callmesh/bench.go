@@ -140,9 +140,9 @@ func writeJSONFile(path string, rep *bench.Report) error {
 // gateway's /dev/token.
 func benchTokens(cfg *Config, tokenURL, firstURL string) (bench.TokenFunc, error) {
 	if cfg.JWT.Secret != "" || cfg.JWT.SigningKeyFile != "" {
-		m := cfg.mintConfig()
-		if _, err := gateway.Mint(m, "bench", time.Minute); err != nil {
-			return nil, cfg.explain(fmt.Errorf("bench tokens: %w", err), mintFields)
+		m, err := cfg.signer("bench tokens")
+		if err != nil {
+			return nil, err
 		}
 		return func(_ context.Context, user string) (string, error) {
 			return gateway.Mint(m, user, 2*time.Hour)

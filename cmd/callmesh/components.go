@@ -2,9 +2,11 @@ package main
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"strings"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
@@ -34,6 +36,17 @@ func (c *Config) mintConfig() gateway.MintConfig {
 		m.PrivateKeyFile = c.JWT.SigningKeyFile
 	}
 	return m
+}
+
+// signer is c's mintConfig once a token signed with it has shown that
+// the jwt.* settings can sign; otherwise an error, for what (the switch
+// that needs tokens), naming the keys.
+func (c *Config) signer(what string) (gateway.MintConfig, error) {
+	m := c.mintConfig()
+	if _, err := gateway.Mint(m, "check", time.Minute); err != nil {
+		return m, c.explain(fmt.Errorf("%s: %w", what, err), mintFields)
+	}
+	return m, nil
 }
 
 func isHMAC(alg string) bool { return strings.HasPrefix(alg, "HS") }

@@ -112,9 +112,9 @@ func devAuth(cfg *Config) (mint *gateway.MintConfig, generated bool, err error) 
 	if !isHMAC(j.Alg) && j.SigningKeyFile == "" {
 		return nil, false, nil
 	}
-	mc := cfg.mintConfig()
-	if _, err := gateway.Mint(mc, "dev", time.Minute); err != nil {
-		return nil, false, cfg.explain(fmt.Errorf("dev tokens: %w", err), mintFields)
+	mc, err := cfg.signer("dev tokens")
+	if err != nil {
+		return nil, false, err
 	}
 	return &mc, generated, nil
 }

@@ -1,9 +1,7 @@
 package main
 
 import (
-	"fmt"
 	"log/slog"
-	"time"
 
 	"github.com/callmesh/callmesh/gateway"
 )
@@ -20,9 +18,9 @@ func gatewayDevTokens(cfg *Config, log *slog.Logger) (*gateway.MintConfig, error
 	if !cfg.HTTP.DevTokens {
 		return nil, nil
 	}
-	mc := cfg.mintConfig()
-	if _, err := gateway.Mint(mc, "dev", time.Minute); err != nil {
-		return nil, cfg.explain(fmt.Errorf("http.dev_tokens: %w", err), mintFields)
+	mc, err := cfg.signer("http.dev_tokens")
+	if err != nil {
+		return nil, err
 	}
 	log.Warn(devTokensWarning, "token_ttl", cfg.Dev.TokenTTL)
 	return &mc, nil

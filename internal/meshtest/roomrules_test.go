@@ -312,3 +312,62 @@ func TestRoomInviteOnly(t *testing.T) {
 	bob.Do(messages.TypeAccept, ring)
 	ExpectMembers(bob, bob.Expect(messages.TypeJoined), alice, bob)
 }
+
+// With rooms.exclusive off a ring does not keep its callee from joining
+// the room directly. That join answers the ring as an accept would
+// (PROTOCOL.md §14.5): the inviter gets accepted, every device of the
+// callee (the joining one too) ended{answered_elsewhere}, and the callee
+// is free for a call at once, not at the ring timeout.
+func TestRoomJoinAnswersItsRing(t *testing.T) {
+	m := Start(t, Options{Router: func(c *router.Config) { c.Rooms.Exclusive = false }})
+	const room = "r"
+	alice, bob := m.DialGrants(0, "alice", Everywhere), m.DialGrants(1, "bob", Everywhere)
+	alice.Join(room)
+	bob.Join(room)
+	alice.ExpectMemberJoined(room, bob)
+	dave1, dave2 := m.DialGrants(0, "dave", Everywhere), m.DialGrants(1, "dave", Everywhere)
+	ring := inviteInto(t, alice, room, "dave")
+	for _, d := range []*Client{dave1, dave2} {
+		if in := d.Expect(messages.TypeIncoming); in.Call != ring {
+			t.Fatalf("%s: %s", d, describe(in))
+		}
+	}
+
+	dave1.Send(&messages.Envelope{Type: messages.TypeJoin, ID: "j", Room: room})
+	var acked, answered bool
+	for !acked || !answered { // the join's answer and the ring's end, in either order
+		switch e := dave1.Next(); {
+		case e.Type == messages.TypeAck && e.ID == "j":
+			ExpectMembers(dave1, dave1.Expect(messages.TypeJoined), alice, bob, dave1)
+			acked = true
+		case e.Type == messages.TypeEnded && e.Call == ring && e.Reason == messages.ReasonAnsweredElsewhere && e.Room == room:
+			answered = true
+		default:
+			t.Fatalf("%s: %s", dave1, describe(e))
+		}
+	}
+	if e := dave2.Expect(messages.TypeEnded); e.Call != ring || e.Reason != messages.ReasonAnsweredElsewhere {
+		t.Fatalf("%s: %s", dave2, describe(e))
+	}
+	var accepted, joined bool
+	for !accepted || !joined {
+		switch e := alice.Next(); {
+		case e.Type == messages.TypeAccepted && e.Call == ring && e.Room == room && e.From == "dave":
+			accepted = true
+		case e.Type == messages.TypeMemberJoined && *e.Member == dave1.Member():
+			joined = true
+		default:
+			t.Fatalf("inviter got %s", describe(e))
+		}
+	}
+	bob.ExpectMemberJoined(room, dave1)
+
+	carol := m.Dial(0, "carol")
+	call := carol.Invite("dave")
+	carol.Expect(messages.TypeRinging)
+	for _, d := range []*Client{dave1, dave2} {
+		if in := d.Expect(messages.TypeIncoming); in.Call != call {
+			t.Fatalf("%s: %s", d, describe(in))
+		}
+	}
+}
