@@ -104,7 +104,7 @@ func (f *ackFlusher) run() {
 			continue
 		}
 		if err := f.flush(); err != nil {
-			f.s.metrics.ackFlushes.WithLabelValues("failed").Inc()
+			f.s.metrics.ackFlushFailed.Inc()
 			f.s.log.Debug("ack flush", "acks", acks, "err", err)
 			try++
 			select {
@@ -115,7 +115,7 @@ func (f *ackFlusher) run() {
 			continue
 		}
 		try = 0
-		f.s.metrics.ackFlushes.WithLabelValues("ok").Inc()
+		f.s.metrics.ackFlushed.Inc()
 		f.s.metrics.acksWaiting.Sub(float64(acks))
 		for _, c := range conns {
 			c.flushed(round)
