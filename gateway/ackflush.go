@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/callmesh/callmesh/internal/courier"
+	"github.com/callmesh/callmesh/messages"
 )
 
 // Acks of relayed signals. Publish only puts a signal into the NATS
@@ -104,7 +105,7 @@ func (f *ackFlusher) run() {
 			continue
 		}
 		if err := f.flush(); err != nil {
-			f.s.metrics.ackFlushes.WithLabelValues("failed").Inc()
+			f.s.metrics.ackFlushFailed.Inc()
 			f.s.log.Debug("ack flush", "acks", acks, "err", err)
 			try++
 			select {
@@ -115,7 +116,7 @@ func (f *ackFlusher) run() {
 			continue
 		}
 		try = 0
-		f.s.metrics.ackFlushes.WithLabelValues("ok").Inc()
+		f.s.metrics.ackFlushed.Inc()
 		f.s.metrics.acksWaiting.Sub(float64(acks))
 		for _, c := range conns {
 			c.flushed(round)
@@ -133,19 +134,19 @@ func (f *ackFlusher) flush() error {
 	return f.s.nc.FlushTimeout(ackFlushTimeout)
 }
 
-// ackRelayed queues ack, the answer to a signal c has just published, to
-// be sent once the NATS server has the signal. The frames queued after it
-// wait with it.
-func (c *conn) ackRelayed(ack []byte) {
-	round := c.s.acks.request(c)
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	f := outFrame{frame: ack, flush: round}
-	if c.out.holding {
-		c.hold(heldFrame{outFrame: f})
+// answerRelayed answers signal id, which c has relayed (err: it could not
+// publish it): with an error, or, when id is set, with its ack naming call
+// or room, sent once the NATS server has the signal. The frames queued
+// after the ack wait with it.
+func (c *conn) answerRelayed(id, call, room string, err error) {
+	if err != nil {
+		c.replyError(id, messages.CodeUnavailable, "relay failed; retry")
 		return
 	}
-	c.enqueueLocked(f)
+	c.s.metrics.relayed.Inc()
+	if id != "" {
+		c.enqueue(outFrame{frame: messages.Encode(messages.RoomAck(id, call, room)), flush: c.s.acks.request(c)})
+	}
 }
 
 // flushed lets c send what waited for the flush of round (and of the

@@ -336,15 +336,16 @@ func (c *conn) apply(id string, env *messages.Envelope, bind *messages.Binding) 
 	return true
 }
 
-// enqueue queues a reply to the client (see enqueueLocked).
-func (c *conn) enqueue(frame []byte) {
+// enqueue queues a reply to the client (see enqueueLocked), or holds it
+// while the session is held.
+func (c *conn) enqueue(f outFrame) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.out.holding {
-		c.hold(heldFrame{outFrame: outFrame{frame: frame}})
+		c.hold(heldFrame{outFrame: f})
 		return
 	}
-	c.enqueueLocked(outFrame{frame: frame})
+	c.enqueueLocked(f)
 }
 
 // enqueueLocked queues f without blocking; a client whose queue is full is
@@ -361,7 +362,7 @@ func (c *conn) enqueueLocked(f outFrame) {
 	}
 }
 
-func (c *conn) send1(env *messages.Envelope) { c.enqueue(messages.Encode(env)) }
+func (c *conn) send1(env *messages.Envelope) { c.enqueue(outFrame{frame: messages.Encode(env)}) }
 
 func (c *conn) replyError(id, code, message string) {
 	c.s.metrics.refused.WithLabelValues(code).Inc()

@@ -161,14 +161,7 @@ func (c *conn) relay(env *messages.Envelope) {
 		view.sentAt = time.Now()
 	}
 	c.mu.Unlock()
-	if err != nil {
-		c.replyError(env.ID, messages.CodeUnavailable, "relay failed; retry")
-		return
-	}
-	c.s.metrics.relayed.Inc()
-	if env.ID != "" {
-		c.ackRelayed(messages.Encode(messages.Ack(env.ID, env.Call))) // once NATS has it (ackflush.go)
-	}
+	c.answerRelayed(env.ID, env.Call, "", err) // the ack once NATS has it (ackflush.go)
 }
 
 // refresh replaces the session's token with a fresh one of the same user.

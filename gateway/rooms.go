@@ -112,14 +112,7 @@ func (c *conn) relayRoom(env *messages.Envelope) {
 	}}
 	err := c.s.nc.Publish(c.s.names.UserSubject(peer), messages.EncodeDelivery(&d))
 	c.mu.Unlock()
-	if err != nil {
-		c.replyError(env.ID, messages.CodeUnavailable, "relay failed; retry")
-		return
-	}
-	c.s.metrics.relayed.Inc()
-	if env.ID != "" {
-		c.ackRelayed(messages.Encode(messages.RoomAck(env.ID, "", env.Room))) // once NATS has it (ackflush.go)
-	}
+	c.answerRelayed(env.ID, "", env.Room, err) // the ack once NATS has it (ackflush.go)
 }
 
 // roomRequest forwards join, leave, kick, lock and unlock to the routers.
