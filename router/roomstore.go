@@ -2,7 +2,6 @@ package router
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -24,19 +23,7 @@ func isRoomKey(holder string) bool { return strings.HasPrefix(holder, "room.") }
 // RoomAt returns the room stored under key (messages.RoomKey) and its
 // revision as from has it, or nil if there is none.
 func (s *Store) RoomAt(ctx context.Context, key string, from kvutil.Read) (*Room, uint64, error) {
-	e, err := s.get(ctx, key, from)
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return nil, 0, nil
-	}
-	if err != nil {
-		return nil, 0, fmt.Errorf("router: get room: %w", err)
-	}
-	var r Room
-	if err := json.Unmarshal(e.Value, &r); err != nil {
-		return nil, 0, fmt.Errorf("router: decode room: %w", err)
-	}
-	s.learn(key, e.Revision, e.Value)
-	return &r, e.Revision, nil
+	return getRecord[Room](ctx, s, key, from, "room")
 }
 
 // PutRoom stores r: a new record when rev is 0 (ErrConflict if one exists

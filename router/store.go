@@ -72,23 +72,29 @@ func (s *Store) get(ctx context.Context, key string, from kvutil.Read) (kvutil.E
 	return kvutil.Get(ctx, s.js, s.kv, key, from)
 }
 
-// Call returns the call and its revision as from has it, or nil if there
-// is none.
-func (s *Store) Call(ctx context.Context, id string, from kvutil.Read) (*Call, uint64, error) {
-	key := messages.CallKey(id)
+// getRecord reads the JSON record under key (a call or a room, what names
+// it in errors) as from has it, tells the view, and returns it with its
+// revision, or nil if there is none.
+func getRecord[T any](ctx context.Context, s *Store, key string, from kvutil.Read, what string) (*T, uint64, error) {
 	e, err := s.get(ctx, key, from)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return nil, 0, nil
 	}
 	if err != nil {
-		return nil, 0, fmt.Errorf("router: get call: %w", err)
+		return nil, 0, fmt.Errorf("router: get %s: %w", what, err)
 	}
-	var c Call
-	if err := json.Unmarshal(e.Value, &c); err != nil {
-		return nil, 0, fmt.Errorf("router: decode call: %w", err)
+	v := new(T)
+	if err := json.Unmarshal(e.Value, v); err != nil {
+		return nil, 0, fmt.Errorf("router: decode %s: %w", what, err)
 	}
 	s.learn(key, e.Revision, e.Value)
-	return &c, e.Revision, nil
+	return v, e.Revision, nil
+}
+
+// Call returns the call and its revision as from has it, or nil if there
+// is none.
+func (s *Store) Call(ctx context.Context, id string, from kvutil.Read) (*Call, uint64, error) {
+	return getRecord[Call](ctx, s, messages.CallKey(id), from, "call")
 }
 
 // learn tells the view what the store read or wrote: key held value at rev.

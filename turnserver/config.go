@@ -51,7 +51,7 @@ func DefaultConfig() Config {
 	}
 }
 
-// Validate reports every problem with c; New calls it. Each problem is a
+// Validate reports every problem with c; Start calls it. Each problem is a
 // *fielderr.Error naming the fields it is about.
 func (c *Config) Validate() error {
 	var errs []error
