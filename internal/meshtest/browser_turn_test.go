@@ -32,7 +32,6 @@ func TestBrowserRelayOnly(t *testing.T) {
 	srv, relayOnly := startRelayTURN(t)
 	m := Start(t, Options{ResumeGrace: 5 * time.Second, Gateway: demoGateway(relayOnly)})
 	s := startBrowser(t, chromium)
-	t.Cleanup(func() { s.dumpIfFailed(t) })
 	alice := s.open(t, "alice", m.Gateways[0].HTTP.URL+"/", laptop)
 	bob := s.open(t, "bob", m.Gateways[1].HTTP.URL+"/", laptop)
 	alice.connect(t, "alice")
