@@ -142,12 +142,13 @@ func devToken(t *testing.T, addr, user string) string {
 
 // client is a WebSocket client whose frames are read in the background.
 type client struct {
-	user   string
-	ws     *websocket.Conn
-	frames chan map[string]any
-	closed chan error     // the error that ended reading
-	resume string         // welcome.data.resume
-	data   map[string]any // welcome.data
+	user    string
+	ws      *websocket.Conn
+	frames  chan map[string]any
+	closed  chan error     // the error that ended reading
+	welcome map[string]any // the first frame
+	resume  string         // welcome.data.resume
+	data    map[string]any // welcome.data
 }
 
 func dial(t *testing.T, addr, token string) *client {
@@ -155,7 +156,8 @@ func dial(t *testing.T, addr, token string) *client {
 	return dialResume(t, addr, token, "")
 }
 
-// dialResume connects with the resume token resume, if not empty.
+// dialResume connects with the resume token resume, if not empty, and
+// reads the welcome, which must be the first frame.
 func dialResume(t *testing.T, addr, token, resume string) *client {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
@@ -170,6 +172,13 @@ func dialResume(t *testing.T, addr, token, resume string) *client {
 	}
 	t.Cleanup(func() { ws.CloseNow() })
 	c := &client{ws: ws, frames: make(chan map[string]any, 64), closed: make(chan error, 1)}
+	_, b, err := ws.Read(ctx)
+	if err != nil {
+		t.Fatalf("%s: no welcome: %v", addr, err)
+	}
+	if err := json.Unmarshal(b, &c.welcome); err != nil || c.welcome["type"] != "welcome" {
+		t.Fatalf("%s: first frame %s is not a welcome (%v)", addr, b, err)
+	}
 	go func() {
 		for {
 			_, b, err := ws.Read(context.Background())
@@ -185,13 +194,11 @@ func dialResume(t *testing.T, addr, token, resume string) *client {
 			c.frames <- f
 		}
 	}()
-	welcome := c.next(t, "welcome")
-	data, _ := welcome["data"].(map[string]any)
-	c.user, _ = data["user"].(string)
-	c.resume, _ = data["resume"].(string)
-	c.data = data
+	c.data, _ = c.welcome["data"].(map[string]any)
+	c.user, _ = c.data["user"].(string)
+	c.resume, _ = c.data["resume"].(string)
 	if c.user == "" {
-		t.Fatalf("welcome without user: %v", welcome)
+		t.Fatalf("welcome without user: %v", c.welcome)
 	}
 	return c
 }
@@ -285,23 +292,9 @@ func TestREADMEWelcome(t *testing.T) {
 	}
 
 	d := startDev(t)
-	ctx, cancel := context.WithTimeout(context.Background(), wait)
-	defer cancel()
-	ws, _, err := websocket.Dial(ctx, "ws://"+d.gateways[0]+"/ws?access_token="+url.QueryEscape(devToken(t, d.gateways[0], "alice")), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ws.CloseNow()
-	_, b, err := ws.Read(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var got map[string]any
-	if err := json.Unmarshal(b, &got); err != nil {
-		t.Fatal(err)
-	}
+	got := dial(t, d.gateways[0], devToken(t, d.gateways[0], "alice")).welcome
 	if want, have := shape(shown), shape(got); want != have {
-		t.Errorf("README's welcome has the shape\n%s\na dev client's has\n%s\n(%s)", want, have, b)
+		t.Errorf("README's welcome has the shape\n%s\na dev client's has\n%s\n(%v)", want, have, got)
 	}
 }
 

@@ -1,17 +1,10 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"net/http"
-	"net/url"
 	"strings"
 	"testing"
-	"time"
-
-	"github.com/coder/websocket"
-
-	"github.com/callmesh/callmesh/messages"
 )
 
 // A gateway with http.dev_tokens says at start, at warn, that anyone can be
@@ -48,7 +41,7 @@ func TestGatewayDevTokens(t *testing.T) {
 	}
 	// The token is good on every gateway of the mesh: they share jwt.*.
 	for _, gw := range []*component{on, off} {
-		if user := welcomeUser(t, gw.base, minted.Token); user != "alice" {
+		if user := dial(t, strings.TrimPrefix(gw.base, "http://"), minted.Token).user; user != "alice" {
 			t.Errorf("%s: welcome for %q, want alice", gw.base, user)
 		}
 	}
@@ -65,31 +58,4 @@ func TestGatewayDevTokens(t *testing.T) {
 	on.stop(t)
 	off.stop(t)
 	r.stop(t)
-}
-
-// welcomeUser connects to the gateway at base with token and returns the
-// user of its welcome.
-func welcomeUser(t *testing.T, base, token string) string {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	u := "ws" + strings.TrimPrefix(base, "http") + "/ws?access_token=" + url.QueryEscape(token)
-	ws, _, err := websocket.Dial(ctx, u, nil)
-	if err != nil {
-		t.Fatalf("dial %s: %v", base, err)
-	}
-	defer ws.CloseNow()
-	_, b, err := ws.Read(ctx)
-	if err != nil {
-		t.Fatalf("%s: no welcome: %v", base, err)
-	}
-	var env messages.Envelope
-	var w messages.Welcome
-	if err := json.Unmarshal(b, &env); err != nil || env.Type != messages.TypeWelcome {
-		t.Fatalf("%s: first frame %s (%v)", base, b, err)
-	}
-	if err := json.Unmarshal(env.Data, &w); err != nil {
-		t.Fatal(err)
-	}
-	return w.User
 }

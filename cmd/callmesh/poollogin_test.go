@@ -7,44 +7,20 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/coder/websocket"
 	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/callmesh/callmesh/internal/natstest"
 )
-
-// violationLog collects the permission violations a NATS server logs.
-type violationLog struct {
-	mu    sync.Mutex
-	lines []string
-}
-
-func (v *violationLog) Noticef(string, ...any) {}
-func (v *violationLog) Warnf(string, ...any)   {}
-func (v *violationLog) Fatalf(string, ...any)  {}
-func (v *violationLog) Debugf(string, ...any)  {}
-func (v *violationLog) Tracef(string, ...any)  {}
-func (v *violationLog) Errorf(format string, args ...any) {
-	if line := fmt.Sprintf(format, args...); strings.Contains(line, "Violation") {
-		v.mu.Lock()
-		v.lines = append(v.lines, line)
-		v.mu.Unlock()
-	}
-}
-
-func (v *violationLog) all() []string {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	return append([]string(nil), v.lines...)
-}
 
 // poolNATS runs a NATS server configured as deploy/helm/values-nats.yaml
 // configures the nats chart: JetStream, and the authorization of `callmesh
 // nats-auth --gateway-names gateway` included from its own file, with the
 // passwords in the environment. It returns the server's URL.
-func poolNATS(t *testing.T, log *violationLog) string {
+func poolNATS(t *testing.T, log *natstest.Violations) string {
 	t.Helper()
 	dir := t.TempDir()
 	var auth bytes.Buffer
@@ -86,11 +62,11 @@ func poolNATS(t *testing.T, log *violationLog) string {
 // client resumes on the other with the call, and signal flows both ways;
 // NATS refuses nothing the whole time, shutdown included.
 func TestGatewayPoolSharesOneLogin(t *testing.T) {
-	log := &violationLog{}
+	log := &natstest.Violations{}
 	url := poolNATS(t, log)
 	// Registered before the components, so it runs after they have stopped.
 	t.Cleanup(func() {
-		if lines := log.all(); len(lines) > 0 {
+		if lines := log.All(); len(lines) > 0 {
 			t.Errorf("the pool needed more than its login allows:\n%s", strings.Join(lines, "\n"))
 		}
 	})

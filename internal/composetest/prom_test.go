@@ -3,15 +3,12 @@
 package composetest
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
-	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 )
 
 // promTargets is what Prometheus says of its targets: job → instance →
@@ -64,18 +61,9 @@ type promSample struct {
 }
 
 func (s *stack) promGet(path string, v any) error {
-	c := http.Client{Timeout: 5 * time.Second}
-	resp, err := c.Get(s.promURL + path)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	var b bytes.Buffer
-	if _, err := b.ReadFrom(resp.Body); err != nil {
-		return err
-	}
-	if err := json.Unmarshal(b.Bytes(), v); err != nil {
-		return fmt.Errorf("%s: %d %.200q: %w", path, resp.StatusCode, b.String(), err)
+	code, body := get(s.promURL + path)
+	if err := json.Unmarshal([]byte(body), v); err != nil {
+		return fmt.Errorf("%s: %d %.200q: %w", path, code, body, err)
 	}
 	return nil
 }

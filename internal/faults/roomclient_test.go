@@ -353,19 +353,17 @@ func startRoomTraffic(t testing.TB, members []*client) *traffic {
 // check reports nothing lost, or the bound passes (as settle does for
 // calls).
 func settleRooms(cs []*client, d time.Duration, lost func() int) {
-	deadline := time.Now().Add(d)
-	for time.Now().Before(deadline) {
-		done := lost() == 0
+	_ = poll(d, func() error {
 		for _, c := range cs {
-			if c.unacked() > 0 {
-				done = false
+			if n := c.unacked(); n > 0 {
+				return fmt.Errorf("%s: %d signals unacknowledged", c, n)
 			}
 		}
-		if done {
-			return
+		if n := lost(); n > 0 {
+			return fmt.Errorf("%d signals not arrived", n)
 		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 // leftCount is how many member_left c has got so far.

@@ -25,7 +25,6 @@ func TestBrowserRefreshOnExpiring(t *testing.T) {
 		c.ICEServers = nil
 	}})
 	s := startBrowser(t, chromium)
-	t.Cleanup(func() { s.dumpIfFailed(t) })
 
 	alice := s.open(t, "alice", m.Gateways[0].HTTP.URL+"/", laptop)
 	alice.connect(t, "alice")

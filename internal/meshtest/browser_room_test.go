@@ -35,7 +35,6 @@ func TestBrowserRoom(t *testing.T) {
 	chromium := findChromium(t)
 	m := Start(t, Options{Gateways: 3, ResumeGrace: 5 * time.Second, Gateway: demoGateway()})
 	s := startBrowser(t, chromium)
-	t.Cleanup(func() { s.dumpIfFailed(t) })
 
 	const room = "standup"
 	alice := s.open(t, "alice", m.Gateways[0].HTTP.URL+"/", laptop)
@@ -255,7 +254,6 @@ func TestBrowserRoomFromCall(t *testing.T) {
 	chromium := findChromium(t)
 	m := Start(t, Options{Gateways: 3, ResumeGrace: 5 * time.Second, Gateway: demoGateway()})
 	s := startBrowser(t, chromium)
-	t.Cleanup(func() { s.dumpIfFailed(t) })
 
 	alice := s.open(t, "alice", m.Gateways[0].HTTP.URL+"/", laptop)
 	bob := s.open(t, "bob", m.Gateways[1].HTTP.URL+"/", laptop)
@@ -305,7 +303,6 @@ func TestBrowserRoomDrain(t *testing.T) {
 		c.DrainTimeout = 3 * time.Second
 	})})
 	s := startBrowser(t, chromium)
-	t.Cleanup(func() { s.dumpIfFailed(t) })
 
 	lb := newBalancer(t, m)
 	erin := s.open(t, "erin", lb.URL+"/", phone)
@@ -365,7 +362,6 @@ func TestBrowserRoomLostSignal(t *testing.T) {
 	chromium := findChromium(t)
 	m := Start(t, Options{ResumeGrace: 5 * time.Second, Gateway: demoGateway()})
 	s := startBrowser(t, chromium)
-	t.Cleanup(func() { s.dumpIfFailed(t) })
 
 	lb := newBalancer(t, m)
 	hana := s.open(t, "hana", m.Gateways[1].HTTP.URL+"/", laptop)

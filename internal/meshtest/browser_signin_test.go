@@ -22,7 +22,6 @@ func TestBrowserTokenSignIn(t *testing.T) {
 		c.ICEServers = nil
 	}})
 	s := startBrowser(t, chromium)
-	t.Cleanup(func() { s.dumpIfFailed(t) })
 	alice := s.open(t, "alice", m.Gateways[0].HTTP.URL+"/", laptop)
 
 	alice.waitFor(t, "the token sign-in: #token, no #user", `document.body.dataset.signin === "token" && `+

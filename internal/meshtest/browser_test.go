@@ -62,7 +62,6 @@ func TestBrowser(t *testing.T) {
 		c.DrainTimeout = 3 * time.Second
 	})})
 	s := startBrowser(t, chromium)
-	t.Cleanup(func() { s.dumpIfFailed(t) })
 
 	alice := s.open(t, "alice", m.Gateways[0].HTTP.URL+"/", laptop)
 	bob := s.open(t, "bob", m.Gateways[1].HTTP.URL+"/", laptop)
@@ -273,7 +272,8 @@ type session struct {
 }
 
 // startBrowser starts Chromium for the duration of t, and makes sure that no
-// process of it outlives the test.
+// process of it outlives the test. Should t fail, its pages are dumped
+// (dumpIfFailed) before the browser closes.
 func startBrowser(t *testing.T, chromium string) *session {
 	t.Helper()
 	s := &session{dataDir: t.TempDir(), out: &syncBuffer{max: 64 << 10}}
@@ -322,6 +322,7 @@ func startBrowser(t *testing.T, chromium string) *session {
 	}
 	version, _ := chromedp.Run(root, chromedp.Evaluate[string](`navigator.userAgent`))
 	t.Logf("browser started in %v: %s", time.Since(started).Round(time.Millisecond), version)
+	t.Cleanup(func() { s.dumpIfFailed(t) }) // before the browser closes
 	return s
 }
 

@@ -4,9 +4,6 @@ import (
 	"encoding/json"
 	"testing"
 	"time"
-
-	"github.com/callmesh/callmesh/gateway"
-	"github.com/callmesh/callmesh/turnserver"
 )
 
 // selectedPairJS is the types of the selected candidate pair of the
@@ -32,22 +29,9 @@ const selectedPairJS = `(async () => {
 // with loopback among its allowed peers.)
 func TestBrowserRelayOnly(t *testing.T) {
 	chromium := findChromium(t)
-	const secret = "browser-turn-secret-0123456789"
-	cfg := turnserver.DefaultConfig()
-	cfg.Secret, cfg.RelayIP, cfg.UDPAddr, cfg.TCPAddr = secret, "127.0.0.1", "127.0.0.1:0", ""
-	cfg.AllowPeerCIDRs = []string{"127.0.0.0/8"}
-	cfg.Logger = quietLogger()
-	srv, err := turnserver.Start(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = srv.Close() })
-	m := Start(t, Options{ResumeGrace: 5 * time.Second, Gateway: demoGateway(func(c *gateway.Config) {
-		c.ICEServers = []gateway.ICEServerConfig{{URLs: []string{"turn:" + srv.Addrs["udp"].String() + "?transport=udp"}, Secret: secret}}
-		c.ICETransportPolicy = "relay"
-	})})
+	srv, relayOnly := startRelayTURN(t)
+	m := Start(t, Options{ResumeGrace: 5 * time.Second, Gateway: demoGateway(relayOnly)})
 	s := startBrowser(t, chromium)
-	t.Cleanup(func() { s.dumpIfFailed(t) })
 	alice := s.open(t, "alice", m.Gateways[0].HTTP.URL+"/", laptop)
 	bob := s.open(t, "bob", m.Gateways[1].HTTP.URL+"/", laptop)
 	alice.connect(t, "alice")

@@ -60,19 +60,8 @@ func TestInviteRace(t *testing.T) {
 		cs[i] = m.Dial(i%2, fmt.Sprintf("caller-%02d", i))
 	}
 	for round := range rounds {
-		var start, done sync.WaitGroup
-		start.Add(1)
 		calls := make([]string, callers)
-		for _, c := range cs {
-			done.Add(1)
-			go func() {
-				defer done.Done()
-				start.Wait()
-				c.Send(&messages.Envelope{Type: messages.TypeInvite, ID: "race", To: "bob"})
-			}()
-		}
-		start.Done()
-		done.Wait()
+		SendAtOnce(t, &messages.Envelope{Type: messages.TypeInvite, ID: "race", To: "bob"}, cs...)
 		ringing, busy := 0, 0
 		var winner string
 		for i, c := range cs {

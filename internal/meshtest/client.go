@@ -126,6 +126,30 @@ func (c *Client) Write(env *messages.Envelope) error {
 	return nil
 }
 
+// SendAtOnce has every client of cs send env at the same moment, each from
+// a goroutine of its own, for races between them; it returns once every
+// frame is written, failing the test if one could not be.
+func SendAtOnce(t testing.TB, env *messages.Envelope, cs ...*Client) {
+	t.Helper()
+	var start, done sync.WaitGroup
+	start.Add(1)
+	errs := make(chan error, len(cs))
+	for _, c := range cs {
+		done.Go(func() {
+			start.Wait()
+			if err := c.Write(env); err != nil {
+				errs <- err
+			}
+		})
+	}
+	start.Done()
+	done.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+}
+
 // SendRaw writes one text frame as is.
 func (c *Client) SendRaw(frame []byte) {
 	c.t.Helper()

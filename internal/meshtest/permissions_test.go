@@ -42,35 +42,10 @@ const (
 // gatewayLogins are the gateways' logins, by name.
 var gatewayLogins = map[string]string{gateway1: gateway1Password, gateway2: gateway2Password}
 
-// violations collects the permission violations a NATS server logs.
-type violations struct {
-	mu    sync.Mutex
-	lines []string
-}
-
-func (v *violations) Noticef(string, ...any) {}
-func (v *violations) Warnf(string, ...any)   {}
-func (v *violations) Fatalf(string, ...any)  {}
-func (v *violations) Debugf(string, ...any)  {}
-func (v *violations) Tracef(string, ...any)  {}
-func (v *violations) Errorf(format string, args ...any) {
-	if line := fmt.Sprintf(format, args...); strings.Contains(line, "Publish Violation") || strings.Contains(line, "Subscription Violation") {
-		v.mu.Lock()
-		v.lines = append(v.lines, line)
-		v.mu.Unlock()
-	}
-}
-
-func (v *violations) all() []string {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	return append([]string(nil), v.lines...)
-}
-
 // permissionsServer runs a NATS server from the shipped deploy config (only
 // the port, the store directory and logging are changed) and returns it
 // with the permission violations it logs.
-func permissionsServer(t *testing.T) (*server.Server, *violations) {
+func permissionsServer(t *testing.T) (*server.Server, *natstest.Violations) {
 	t.Helper()
 	// The variables the config references.
 	t.Setenv("SERVER_NAME", "callmesh-permissions")
@@ -92,7 +67,7 @@ func permissionsServer(t *testing.T) (*server.Server, *violations) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	v := &violations{}
+	v := &natstest.Violations{}
 	srv.SetLogger(v, false, false)
 	srv.Start()
 	t.Cleanup(srv.Shutdown)
@@ -231,7 +206,7 @@ func TestNATSPermissionsMesh(t *testing.T) {
 	// Registered first, so it runs last: after every component has shut
 	// down (a gateway retires its heartbeat, a router deletes its consumers).
 	t.Cleanup(func() {
-		if v := logged.all(); len(v) > 0 {
+		if v := logged.All(); len(v) > 0 {
 			t.Errorf("the mesh needed more than the config allows:\n%s", strings.Join(v, "\n"))
 		}
 	})
@@ -581,7 +556,7 @@ func TestNATSPermissionsEvents(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	if v := logged.all(); len(v) > 0 {
+	if v := logged.All(); len(v) > 0 {
 		t.Fatalf("the events login needed more than the config allows:\n%s", strings.Join(v, "\n"))
 	}
 	// Nothing else: no event of its own, no signal, no calls bucket.

@@ -15,7 +15,6 @@ import (
 
 	"github.com/callmesh/callmesh/gateway"
 	"github.com/callmesh/callmesh/messages"
-	"github.com/callmesh/callmesh/turnserver"
 )
 
 // TestPionPeersThroughMesh runs two real WebRTC stacks (pion) as alice on
@@ -44,20 +43,8 @@ func TestPionPeersThroughMesh(t *testing.T) {
 // credentials from their welcome) and the pair ICE selects is relay on
 // both sides.
 func TestPionPeersThroughTURN(t *testing.T) {
-	const secret = "pion-turn-secret-0123456789"
-	cfg := turnserver.DefaultConfig()
-	cfg.Secret, cfg.RelayIP, cfg.UDPAddr, cfg.TCPAddr = secret, "127.0.0.1", "127.0.0.1:0", ""
-	cfg.AllowPeerCIDRs = []string{"127.0.0.0/8"} // the other peer's relay is on loopback too
-	cfg.Logger = quietLogger()
-	srv, err := turnserver.Start(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = srv.Close() })
-	m := Start(t, Options{Gateway: func(c *gateway.Config) {
-		c.ICEServers = []gateway.ICEServerConfig{{URLs: []string{"turn:" + srv.Addrs["udp"].String() + "?transport=udp"}, Secret: secret}}
-		c.ICETransportPolicy = "relay"
-	}})
+	srv, relayOnly := startRelayTURN(t)
+	m := Start(t, Options{Gateway: relayOnly})
 	pionCall(t, m, true)
 	if srv.Allocations() < 2 {
 		t.Errorf("%d TURN allocations, want one per peer at least", srv.Allocations())

@@ -3,7 +3,6 @@ package meshtest
 import (
 	"fmt"
 	"maps"
-	"sync"
 	"testing"
 	"time"
 
@@ -31,20 +30,7 @@ func TestRoomSimultaneousJoinersSeeEachOther(t *testing.T) {
 		for i, c := range cs {
 			recs[i] = c.Record()
 		}
-		var start, done sync.WaitGroup
-		start.Add(1)
-		for _, c := range cs {
-			done.Add(1)
-			go func() {
-				defer done.Done()
-				start.Wait()
-				if err := c.Write(&messages.Envelope{Type: messages.TypeJoin, ID: "together", Room: room}); err != nil {
-					t.Error(err)
-				}
-			}()
-		}
-		start.Done()
-		done.Wait()
+		SendAtOnce(t, &messages.Envelope{Type: messages.TypeJoin, ID: "together", Room: room}, cs...)
 		for _, r := range recs {
 			if err := awaitView(r, room, want); err != nil {
 				t.Fatalf("round %d: %v", round, err)

@@ -2,7 +2,6 @@ package meshtest
 
 import (
 	"fmt"
-	"sync"
 	"testing"
 
 	"github.com/callmesh/callmesh/messages"
@@ -28,18 +27,7 @@ func TestRoomLimitRace(t *testing.T) {
 		for i := range cs {
 			cs[i] = m.DialGrants(i%2, fmt.Sprintf("joiner-%d-%02d", round, i), Everywhere)
 		}
-		var start, done sync.WaitGroup
-		start.Add(1)
-		for _, c := range cs {
-			done.Add(1)
-			go func() {
-				defer done.Done()
-				start.Wait()
-				c.Send(&messages.Envelope{Type: messages.TypeJoin, ID: "race", Room: room})
-			}()
-		}
-		start.Done()
-		done.Wait()
+		SendAtOnce(t, &messages.Envelope{Type: messages.TypeJoin, ID: "race", Room: room}, cs...)
 		var won []*Client
 		full := 0
 		for _, c := range cs {

@@ -1,5 +1,6 @@
-// Package natstest gives tests a real NATS server with JetStream and a
-// polling helper. It is imported only by tests.
+// Package natstest gives tests a real NATS server with JetStream, a
+// polling helper and a logger that keeps the server's permission
+// violations. It is imported only by tests.
 package natstest
 
 import (
